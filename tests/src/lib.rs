@@ -1,0 +1,1 @@
+//! Cross-crate integration and interoperability tests live in `tests/`.
