@@ -31,6 +31,10 @@ pub fn test_config() -> ClientConfig {
 
 /// A connected client.
 pub async fn connected(addr: SocketAddr, id: &str, config: ClientConfig) -> MQTTClient {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let client = MQTTClient::new(Some(id.to_string()), config).unwrap();
     within("connect", client.connect(uri(addr).as_str()))
         .await
@@ -69,6 +73,9 @@ impl Mosquitto {
             let dir = std::env::temp_dir()
                 .join(format!("amqtt-client-test-{}-{port}", std::process::id()));
             std::fs::create_dir_all(&dir).unwrap();
+            // mosquitto started as root drops to its own user, which must be able to save here.
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
             dir
         });
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
@@ -139,5 +146,6 @@ impl Drop for Mosquitto {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
