@@ -27,6 +27,13 @@ impl TopicName {
         Ok(TopicName(name))
     }
 
+    /// Wraps a string the caller has already checked against every rule of [`TopicName::new`].
+    #[inline]
+    pub(crate) fn from_checked(name: ByteString) -> TopicName {
+        debug_assert_eq!(validate_name(&name), Ok(()));
+        TopicName(name)
+    }
+
     /// The topic as a string slice.
     pub fn as_str(&self) -> &str {
         &self.0
