@@ -97,6 +97,53 @@ impl ConnectOptions {
             max_packet_size: DEFAULT_MAX_PACKET_SIZE,
         }
     }
+
+    /// Sets the protocol version.
+    pub fn protocol(mut self, protocol: Protocol) -> ConnectOptions {
+        self.protocol = protocol;
+        self
+    }
+
+    /// Sets the keep-alive interval (0 turns keep-alive off).
+    pub fn keep_alive(mut self, keep_alive: KeepAlive) -> ConnectOptions {
+        self.keep_alive = keep_alive;
+        self
+    }
+
+    /// Sets the clean session flag.
+    pub fn clean_session(mut self, clean_session: bool) -> ConnectOptions {
+        self.clean_session = clean_session;
+        self
+    }
+
+    /// Sets the will message.
+    pub fn will(mut self, will: LastWill) -> ConnectOptions {
+        self.will = Some(will);
+        self
+    }
+
+    /// Sets the user name and, optionally, the password.
+    pub fn credentials(
+        mut self,
+        username: impl Into<String>,
+        password: Option<Bytes>,
+    ) -> ConnectOptions {
+        self.username = Some(username.into());
+        self.password = password;
+        self
+    }
+
+    /// Sets how long to wait for CONNACK and PINGRESP.
+    pub fn response_timeout(mut self, response_timeout: Duration) -> ConnectOptions {
+        self.response_timeout = response_timeout;
+        self
+    }
+
+    /// Sets the largest packet accepted from the server.
+    pub fn max_packet_size(mut self, max_packet_size: usize) -> ConnectOptions {
+        self.max_packet_size = max_packet_size;
+        self
+    }
 }
 
 /// Identifies an application request (publish, subscribe, unsubscribe) across reconnects.
@@ -224,7 +271,10 @@ impl ClientConnection {
         if self.state == State::Closed {
             return;
         }
-        if self.response_deadline.is_some_and(|deadline| now >= deadline) {
+        if self
+            .response_deadline
+            .is_some_and(|deadline| now >= deadline)
+        {
             self.close_with(ClientCloseReason::Timeout);
             return;
         }
@@ -240,7 +290,11 @@ impl ClientConnection {
     /// every message waits in the session queue. `Err` gives the message back when the queue is
     /// full too ([`crate::session::SessionLimits`]), or when it is too large for MQTT
     /// ([`Message::is_encodable`]).
-    pub fn publish(&mut self, now: Instant, message: Message) -> Result<Ticket, Backpressure<Message>> {
+    pub fn publish(
+        &mut self,
+        now: Instant,
+        message: Message,
+    ) -> Result<Ticket, Backpressure<Message>> {
         self.now = now;
         if !message.is_encodable() {
             return Err(Backpressure(message));
@@ -324,13 +378,16 @@ impl ClientConnection {
         while let Some(sent) = self.flows.transmit_one(out) {
             match sent {
                 Sent::Nothing => {}
-                Sent::Qos0(ticket) => self.events.push_back(ClientEvent::Published(Ticket(ticket))),
+                Sent::Qos0(ticket) => self
+                    .events
+                    .push_back(ClientEvent::Published(Ticket(ticket))),
                 Sent::Disconnect => {
                     // [MQTT-3.14.4-1]: nothing is sent after DISCONNECT.
                     self.requeue_unsent();
                     self.state = State::Closed;
                     self.response_deadline = None;
-                    self.events.push_back(ClientEvent::Closed(ClientCloseReason::Disconnected));
+                    self.events
+                        .push_back(ClientEvent::Closed(ClientCloseReason::Disconnected));
                     break;
                 }
             }
@@ -463,14 +520,24 @@ impl ClientConnection {
                 Ok(())
             }
             Packet::SubAck(ack) => {
-                if let Some(ticket) = self.flows.on_request_ack(ack.packet_id, true).map_err(|e| self.fail(e))? {
-                    self.events.push_back(ClientEvent::Subscribed(Ticket(ticket), ack.return_codes));
+                if let Some(ticket) = self
+                    .flows
+                    .on_request_ack(ack.packet_id, true)
+                    .map_err(|e| self.fail(e))?
+                {
+                    self.events
+                        .push_back(ClientEvent::Subscribed(Ticket(ticket), ack.return_codes));
                 }
                 Ok(())
             }
             Packet::UnsubAck(id) => {
-                if let Some(ticket) = self.flows.on_request_ack(id, false).map_err(|e| self.fail(e))? {
-                    self.events.push_back(ClientEvent::Unsubscribed(Ticket(ticket)));
+                if let Some(ticket) = self
+                    .flows
+                    .on_request_ack(id, false)
+                    .map_err(|e| self.fail(e))?
+                {
+                    self.events
+                        .push_back(ClientEvent::Unsubscribed(Ticket(ticket)));
                 }
                 Ok(())
             }
@@ -500,22 +567,25 @@ impl ClientConnection {
             self.events.push_back(ClientEvent::Refused(code));
             return;
         }
-        let present = session_present && !self.options.clean_session;
-        if !present {
-            for ticket in self.flows.session.reset_for_fresh_peer() {
-                self.events.push_back(ClientEvent::Published(Ticket(ticket)));
-            }
-        }
         if self.state == State::Connecting {
             self.state = State::Connected;
         }
-        self.events.push_back(ClientEvent::Connected { session_present });
+        self.events
+            .push_back(ClientEvent::Connected { session_present });
+        // [MQTT-3.2.2-1]: with clean session 1 there is no session to resume, whatever the flag.
+        if !session_present || self.options.clean_session {
+            for ticket in self.flows.session.reset_for_fresh_peer() {
+                self.events
+                    .push_back(ClientEvent::Published(Ticket(ticket)));
+            }
+        }
         self.flows.resume();
     }
 
     fn published(&mut self, ticket: Option<u64>) {
         if let Some(ticket) = ticket {
-            self.events.push_back(ClientEvent::Published(Ticket(ticket)));
+            self.events
+                .push_back(ClientEvent::Published(Ticket(ticket)));
         }
     }
 

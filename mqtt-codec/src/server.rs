@@ -183,7 +183,9 @@ impl ServerConnection {
         loop {
             match self.state {
                 State::Closed => return Ok(()),
-                State::AwaitingDecision if self.held_bytes >= self.config.max_connect_packet_size => {
+                State::AwaitingDecision
+                    if self.held_bytes >= self.config.max_connect_packet_size =>
+                {
                     return Ok(())
                 }
                 _ => {}
@@ -207,7 +209,9 @@ impl ServerConnection {
 
     /// Advances timers; a no-op if nothing is due.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let Some(deadline) = self.poll_timeout() else { return };
+        let Some(deadline) = self.poll_timeout() else {
+            return;
+        };
         if now < deadline {
             return;
         }
@@ -235,9 +239,13 @@ impl ServerConnection {
             let _ = self.flows.session.enqueue(message.clone());
         }
         self.state = State::Connected;
-        self.decoder.set_max_packet_size(self.config.max_packet_size);
+        self.decoder
+            .set_max_packet_size(self.config.max_packet_size);
         // [MQTT-3.1.4-4], [MQTT-3.2.2-1..3]: the broker decides session_present.
-        self.flows.push(Tx::ConnAck(ConnAck { session_present, return_code: ConnectReturnCode::Accepted }));
+        self.flows.push(Tx::ConnAck(ConnAck {
+            session_present,
+            return_code: ConnectReturnCode::Accepted,
+        }));
         self.flows.resume();
         let held = std::mem::take(&mut self.held);
         self.held_bytes = 0;
@@ -263,7 +271,10 @@ impl ServerConnection {
             code => code,
         };
         // [MQTT-3.2.2-4] session present 0 with a non-zero code; [MQTT-3.2.2-5] then close.
-        self.flows.push(Tx::ConnAck(ConnAck { session_present: false, return_code }));
+        self.flows.push(Tx::ConnAck(ConnAck {
+            session_present: false,
+            return_code,
+        }));
         self.shut();
     }
 
@@ -278,14 +289,19 @@ impl ServerConnection {
         if self.state != State::Connected {
             return self.flows.session.enqueue(message);
         }
-        self.flows.publish(message, 0, true).map(|queued| queued.message)
+        self.flows
+            .publish(message, 0, true)
+            .map(|queued| queued.message)
     }
 
     /// Answers a SUBSCRIBE ([MQTT-3.8.4-1]: one return code per filter, in order). Ignored
     /// unless connected.
     pub fn suback(&mut self, packet_id: PacketId, return_codes: Vec<SubAckReturnCode>) {
         if self.state == State::Connected {
-            self.flows.push(Tx::SubAck(SubAck { packet_id, return_codes }));
+            self.flows.push(Tx::SubAck(SubAck {
+                packet_id,
+                return_codes,
+            }));
         }
     }
 
@@ -329,9 +345,9 @@ impl ServerConnection {
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.state {
             State::AwaitingConnect => self.last_received.checked_add(self.config.connect_timeout),
-            State::AwaitingDecision | State::Connected => {
-                self.keep_alive_window.and_then(|window| self.last_received.checked_add(window))
-            }
+            State::AwaitingDecision | State::Connected => self
+                .keep_alive_window
+                .and_then(|window| self.last_received.checked_add(window)),
             State::Closed => None,
         }
     }
@@ -388,7 +404,8 @@ impl ServerConnection {
             _ => requested,
         };
         // [MQTT-3.1.2-24]: keep-alive 0 means no deadline.
-        (secs > 0).then(|| Duration::from_millis(u64::from(secs) * 1500) + self.config.keep_alive_grace)
+        (secs > 0)
+            .then(|| Duration::from_millis(u64::from(secs) * 1500) + self.config.keep_alive_grace)
     }
 
     fn on_packet(&mut self, packet: Packet) -> Result<(), ProtocolError> {
@@ -459,7 +476,10 @@ impl ServerConnection {
 
     /// Queues a refusing CONNACK decided by the machine itself, closes, and reports it.
     fn refuse_with(&mut self, code: ConnectReturnCode) -> ProtocolError {
-        self.flows.push(Tx::ConnAck(ConnAck { session_present: false, return_code: code }));
+        self.flows.push(Tx::ConnAck(ConnAck {
+            session_present: false,
+            return_code: code,
+        }));
         self.fail(ProtocolError::Refused(code))
     }
 
@@ -485,6 +505,5 @@ impl ServerConnection {
 /// ([MQTT-3.1.2-2]: an unsupported protocol level gets 0x01). Every other malformed CONNECT is
 /// closed without CONNACK ([MQTT-3.1.4-1]).
 fn connack_code_for(error: &DecodeError) -> Option<ConnectReturnCode> {
-    let _ = error;
-    None
+    error.connack_return_code()
 }

@@ -12,7 +12,7 @@
 //! Every table is allocated lazily: an idle session with nothing in flight holds no heap memory.
 //! Acknowledgements are looked up by packet id in O(log n).
 //!
-//! The crate-private [`Flows`] type is the per-connection half: the packets waiting to be
+//! The crate-private `Flows` type is the per-connection half: the packets waiting to be
 //! encoded and the QoS 1/2 sender and receiver rules of section 4.3, shared by the client and the
 //! server machines. No IO and no clock here.
 
@@ -22,7 +22,9 @@ use bytes::Bytes;
 
 use crate::error::ProtocolError;
 use crate::outbuf::OutBuf;
-use crate::packet::{ConnAck, Connect, Packet, Publish, SubAck, Subscribe, Unsubscribe, MAX_REMAINING_LENGTH};
+use crate::packet::{
+    ConnAck, Connect, Packet, Publish, SubAck, Subscribe, Unsubscribe, MAX_REMAINING_LENGTH,
+};
 use crate::topic::{TopicFilter, TopicName};
 use crate::types::{PacketId, QoS, QosPid};
 
@@ -43,7 +45,12 @@ pub struct Message {
 impl Message {
     /// A message from its parts.
     pub fn new(topic: TopicName, payload: impl Into<Bytes>, qos: QoS, retain: bool) -> Message {
-        Message { topic, payload: payload.into(), qos, retain }
+        Message {
+            topic,
+            payload: payload.into(),
+            qos,
+            retain,
+        }
     }
 
     /// Whether a PUBLISH carrying this message fits in the largest remaining length MQTT can
@@ -118,7 +125,10 @@ pub struct Session {
 impl Session {
     /// An empty session with the given limits.
     pub fn new(limits: SessionLimits) -> Session {
-        Session { limits, ..Session::default() }
+        Session {
+            limits,
+            ..Session::default()
+        }
     }
 
     /// Queues a message for delivery while no connection drives the session (offline queueing,
@@ -133,7 +143,8 @@ impl Session {
         if message.qos == QoS::AtMostOnce {
             return Some(message);
         }
-        self.enqueue_dropping_oldest(Queued { message, ticket: 0 }).map(|q| q.message)
+        self.enqueue_dropping_oldest(Queued { message, ticket: 0 })
+            .map(|q| q.message)
     }
 
     /// Outgoing QoS 1/2 messages (and PUBRELs) awaiting acknowledgement.
@@ -235,7 +246,15 @@ impl Session {
     fn start_publish(&mut self, message: Message, ticket: u64) -> Option<(PacketId, u64)> {
         let id = self.allocate_id()?;
         let seq = self.new_seq();
-        self.outgoing.insert(id.get(), Outgoing::Publish { seq, ticket, sent: false, message });
+        self.outgoing.insert(
+            id.get(),
+            Outgoing::Publish {
+                seq,
+                ticket,
+                sent: false,
+                message,
+            },
+        );
         self.inflight_messages += 1;
         Some((id, seq))
     }
@@ -244,14 +263,22 @@ impl Session {
     pub(crate) fn start_request(&mut self, request: Request, ticket: u64) -> Option<PacketId> {
         let id = self.allocate_id()?;
         let seq = self.new_seq();
-        self.outgoing.insert(id.get(), Outgoing::Request { seq, ticket, request });
+        self.outgoing.insert(
+            id.get(),
+            Outgoing::Request {
+                seq,
+                ticket,
+                request,
+            },
+        );
         Some(id)
     }
 
     /// Whether `message` could be queued without dropping anything.
     pub(crate) fn queue_has_room_for(&self, message: &Message) -> bool {
         self.queue.len() < self.limits.max_queued_messages
-            && self.queued_bytes.saturating_add(message.payload.len()) <= self.limits.max_queued_bytes
+            && self.queued_bytes.saturating_add(message.payload.len())
+                <= self.limits.max_queued_bytes
     }
 
     /// Appends to the queue without checking the bounds (the caller did).
@@ -302,8 +329,11 @@ impl Session {
     /// The packet ids to retransmit when a connection resumes this session, in send order
     /// ([MQTT-4.4.0-1], [MQTT-4.6.0-1]).
     fn resume_order(&self) -> Vec<(u64, u16)> {
-        let mut order: Vec<(u64, u16)> =
-            self.outgoing.iter().map(|(&id, entry)| (entry.seq(), id)).collect();
+        let mut order: Vec<(u64, u16)> = self
+            .outgoing
+            .iter()
+            .map(|(&id, entry)| (entry.seq(), id))
+            .collect();
         order.sort_unstable();
         order
     }
@@ -359,17 +389,28 @@ pub(crate) enum Request {
 enum Outgoing {
     /// A QoS 1/2 PUBLISH awaiting PUBACK or PUBREC. `sent`: handed to a transport at least once,
     /// so a retransmission carries DUP 1 ([MQTT-3.3.1-1]).
-    Publish { seq: u64, ticket: u64, sent: bool, message: Message },
+    Publish {
+        seq: u64,
+        ticket: u64,
+        sent: bool,
+        message: Message,
+    },
     /// A PUBREL awaiting PUBCOMP. `seq` is the PUBREC's arrival order ([MQTT-4.6.0-4]).
     PubRel { seq: u64, ticket: u64 },
     /// A SUBSCRIBE or UNSUBSCRIBE awaiting SUBACK or UNSUBACK.
-    Request { seq: u64, ticket: u64, request: Request },
+    Request {
+        seq: u64,
+        ticket: u64,
+        request: Request,
+    },
 }
 
 impl Outgoing {
     fn seq(&self) -> u64 {
         match self {
-            Outgoing::Publish { seq, .. } | Outgoing::PubRel { seq, .. } | Outgoing::Request { seq, .. } => *seq,
+            Outgoing::Publish { seq, .. }
+            | Outgoing::PubRel { seq, .. }
+            | Outgoing::Request { seq, .. } => *seq,
         }
     }
 }
@@ -421,7 +462,10 @@ pub(crate) struct Flows {
 
 impl Flows {
     pub(crate) fn new(session: Session) -> Flows {
-        Flows { session, tx: VecDeque::new() }
+        Flows {
+            session,
+            tx: VecDeque::new(),
+        }
     }
 
     pub(crate) fn push(&mut self, tx: Tx) {
@@ -478,14 +522,22 @@ impl Flows {
             Tx::PubRel(id) => Packet::PubRel(id).encode(out.tail_mut()),
             Tx::PubComp(id) => Packet::PubComp(id).encode(out.tail_mut()),
             Tx::Request(id) => match self.session.outgoing.get(&id.get()) {
-                Some(Outgoing::Request { request: Request::Subscribe(filters), .. }) => {
-                    Packet::Subscribe(Subscribe { packet_id: id, filters: filters.clone() })
-                        .encode(out.tail_mut())
-                }
-                Some(Outgoing::Request { request: Request::Unsubscribe(filters), .. }) => {
-                    Packet::Unsubscribe(Unsubscribe { packet_id: id, filters: filters.clone() })
-                        .encode(out.tail_mut())
-                }
+                Some(Outgoing::Request {
+                    request: Request::Subscribe(filters),
+                    ..
+                }) => Packet::Subscribe(Subscribe {
+                    packet_id: id,
+                    filters: filters.clone(),
+                })
+                .encode(out.tail_mut()),
+                Some(Outgoing::Request {
+                    request: Request::Unsubscribe(filters),
+                    ..
+                }) => Packet::Unsubscribe(Unsubscribe {
+                    packet_id: id,
+                    filters: filters.clone(),
+                })
+                .encode(out.tail_mut()),
                 _ => Ok(()),
             },
             Tx::SubAck(ack) => Packet::SubAck(ack).encode(out.tail_mut()),
@@ -507,7 +559,12 @@ impl Flows {
         out: &mut OutBuf,
     ) -> Result<(), crate::error::EncodeError> {
         match self.session.outgoing.get_mut(&id.get()) {
-            Some(Outgoing::Publish { seq: entry_seq, sent, message, .. }) if *entry_seq == seq => {
+            Some(Outgoing::Publish {
+                seq: entry_seq,
+                sent,
+                message,
+                ..
+            }) if *entry_seq == seq => {
                 let qos_pid = match message.qos {
                     QoS::ExactlyOnce => QosPid::ExactlyOnce(id),
                     _ => QosPid::AtLeastOnce(id),
@@ -537,7 +594,12 @@ impl Flows {
     /// room and nothing is queued ahead of it (order is kept, [MQTT-4.6.0-6]); otherwise it is
     /// queued. With `drop_oldest` a full queue drops its oldest message (returned); without it
     /// the new message is returned unqueued.
-    pub(crate) fn publish(&mut self, message: Message, ticket: u64, drop_oldest: bool) -> Option<Queued> {
+    pub(crate) fn publish(
+        &mut self,
+        message: Message,
+        ticket: u64,
+        drop_oldest: bool,
+    ) -> Option<Queued> {
         let queued = Queued { message, ticket };
         if queued.message.qos == QoS::AtMostOnce {
             self.tx.push_back(Tx::Publish0(queued));
@@ -568,11 +630,15 @@ impl Flows {
     /// Moves queued messages into the window while it has room.
     pub(crate) fn fill_window(&mut self) {
         loop {
-            let Some(front) = self.session.queue.front() else { return };
+            let Some(front) = self.session.queue.front() else {
+                return;
+            };
             if front.message.qos != QoS::AtMostOnce && !self.session.window_has_room() {
                 return;
             }
-            let Some(queued) = self.session.pop_queued() else { return };
+            let Some(queued) = self.session.pop_queued() else {
+                return;
+            };
             if queued.message.qos == QoS::AtMostOnce {
                 self.tx.push_back(Tx::Publish0(queued));
                 continue;
@@ -592,7 +658,9 @@ impl Flows {
     /// in flight in send order ([MQTT-4.4.0-1], [MQTT-4.6.0-1]), then fill the window.
     pub(crate) fn resume(&mut self) {
         for (seq, id) in self.session.resume_order() {
-            let Some(id) = PacketId::new(id) else { continue };
+            let Some(id) = PacketId::new(id) else {
+                continue;
+            };
             match self.session.outgoing.get(&id.get()) {
                 Some(Outgoing::Publish { .. }) | Some(Outgoing::PubRel { .. }) => {
                     self.tx.push_back(Tx::Publish { id, seq })
@@ -609,7 +677,10 @@ impl Flows {
     /// QoS 1: PUBACK ([MQTT-4.3.2-2]). QoS 2: PUBREC; a packet id already awaiting PUBREL is a
     /// re-delivery and is not surfaced again ([MQTT-4.3.3-2]); more than
     /// [`SessionLimits::max_incoming_unreleased`] ids awaiting PUBREL is an error.
-    pub(crate) fn on_publish(&mut self, publish: Publish) -> Result<Option<Publish>, ProtocolError> {
+    pub(crate) fn on_publish(
+        &mut self,
+        publish: Publish,
+    ) -> Result<Option<Publish>, ProtocolError> {
         match publish.qos_pid {
             QosPid::AtMostOnce => Ok(Some(publish)),
             QosPid::AtLeastOnce(id) => {
@@ -644,7 +715,9 @@ impl Flows {
     pub(crate) fn on_puback(&mut self, id: PacketId) -> Result<Option<u64>, ProtocolError> {
         match self.session.outgoing.get(&id.get()) {
             None => Ok(None),
-            Some(Outgoing::Publish { message, ticket, .. }) if message.qos == QoS::AtLeastOnce => {
+            Some(Outgoing::Publish {
+                message, ticket, ..
+            }) if message.qos == QoS::AtLeastOnce => {
                 let ticket = *ticket;
                 self.complete_message(id);
                 Ok(Some(ticket))
@@ -659,12 +732,16 @@ impl Flows {
         let seq = self.session.new_seq();
         match self.session.outgoing.get(&id.get()) {
             None => Ok(()),
-            Some(Outgoing::Publish { ticket, message, .. }) => {
+            Some(Outgoing::Publish {
+                ticket, message, ..
+            }) => {
                 if message.qos != QoS::ExactlyOnce {
                     return Err(ProtocolError::UnknownPacketId(id.get()));
                 }
                 let ticket = *ticket;
-                self.session.outgoing.insert(id.get(), Outgoing::PubRel { seq, ticket });
+                self.session
+                    .outgoing
+                    .insert(id.get(), Outgoing::PubRel { seq, ticket });
                 self.tx.push_back(Tx::PubRel(id));
                 Ok(())
             }
@@ -691,12 +768,16 @@ impl Flows {
 
     /// SUBACK or UNSUBACK: completes a request; returns its ticket. `subscribe` says which
     /// acknowledgement arrived.
-    pub(crate) fn on_request_ack(&mut self, id: PacketId, subscribe: bool) -> Result<Option<u64>, ProtocolError> {
+    pub(crate) fn on_request_ack(
+        &mut self,
+        id: PacketId,
+        subscribe: bool,
+    ) -> Result<Option<u64>, ProtocolError> {
         match self.session.outgoing.get(&id.get()) {
             None => Ok(None),
-            Some(Outgoing::Request { ticket, request, .. })
-                if matches!(request, Request::Subscribe(_)) == subscribe =>
-            {
+            Some(Outgoing::Request {
+                ticket, request, ..
+            }) if matches!(request, Request::Subscribe(_)) == subscribe => {
                 let ticket = *ticket;
                 self.session.outgoing.remove(&id.get());
                 Ok(Some(ticket))
@@ -715,9 +796,7 @@ impl Flows {
 
 /// Encodes a PUBLISH: header into the tail, payload as a shared chunk (no copy when large).
 fn encode_publish(publish: &Publish, out: &mut OutBuf) -> Result<(), crate::error::EncodeError> {
-    let payload = publish.encode_header(out.tail_mut())?;
-    out.push_shared(payload);
-    Ok(())
+    publish.encode_into(out)
 }
 
 #[cfg(test)]
@@ -725,11 +804,25 @@ mod tests {
     use super::*;
 
     fn message(qos: QoS, payload: &'static [u8]) -> Message {
-        Message::new(TopicName::new("a/b").expect("valid topic"), Bytes::from_static(payload), qos, false)
+        Message::new(
+            TopicName::new("a/b").expect("valid topic"),
+            Bytes::from_static(payload),
+            qos,
+            false,
+        )
     }
 
-    fn limits(max_inflight: u16, max_queued_messages: usize, max_queued_bytes: usize) -> SessionLimits {
-        SessionLimits { max_inflight, max_queued_messages, max_queued_bytes, max_incoming_unreleased: 2 }
+    fn limits(
+        max_inflight: u16,
+        max_queued_messages: usize,
+        max_queued_bytes: usize,
+    ) -> SessionLimits {
+        SessionLimits {
+            max_inflight,
+            max_queued_messages,
+            max_queued_bytes,
+            max_incoming_unreleased: 2,
+        }
     }
 
     #[test]
@@ -746,16 +839,24 @@ mod tests {
         let mut session = Session::default();
         let first = session.allocate_id().map(PacketId::get);
         assert_eq!(first, Some(1));
-        session.outgoing.insert(2, Outgoing::PubRel { seq: 0, ticket: 0 });
-        session.outgoing.insert(3, Outgoing::PubRel { seq: 0, ticket: 0 });
+        session
+            .outgoing
+            .insert(2, Outgoing::PubRel { seq: 0, ticket: 0 });
+        session
+            .outgoing
+            .insert(3, Outgoing::PubRel { seq: 0, ticket: 0 });
         assert_eq!(session.allocate_id().map(PacketId::get), Some(4));
     }
 
     #[test]
     fn packet_ids_wrap_from_65535_to_the_first_free_id() {
-        let mut session = Session::default();
-        session.last_packet_id = 65_534;
-        session.outgoing.insert(1, Outgoing::PubRel { seq: 0, ticket: 0 });
+        let mut session = Session {
+            last_packet_id: 65_534,
+            ..Session::default()
+        };
+        session
+            .outgoing
+            .insert(1, Outgoing::PubRel { seq: 0, ticket: 0 });
         assert_eq!(session.allocate_id().map(PacketId::get), Some(65_535));
         assert_eq!(session.allocate_id().map(PacketId::get), Some(2));
     }
@@ -764,7 +865,9 @@ mod tests {
     fn no_packet_id_is_returned_when_all_65535_are_in_flight() {
         let mut session = Session::default();
         for id in 1..=u16::MAX {
-            session.outgoing.insert(id, Outgoing::PubRel { seq: 0, ticket: 0 });
+            session
+                .outgoing
+                .insert(id, Outgoing::PubRel { seq: 0, ticket: 0 });
         }
         assert_eq!(session.allocate_id(), None);
         session.outgoing.remove(&40_000);
@@ -784,9 +887,18 @@ mod tests {
         let mut session = Session::new(limits(1, 2, 1000));
         assert_eq!(session.enqueue(message(QoS::AtLeastOnce, b"1")), None);
         assert_eq!(session.enqueue(message(QoS::AtLeastOnce, b"2")), None);
-        assert_eq!(session.enqueue(message(QoS::AtLeastOnce, b"3")), Some(message(QoS::AtLeastOnce, b"1")));
-        let left: Vec<_> = session.queued_messages().map(|m| m.payload.clone()).collect();
-        assert_eq!(left, vec![Bytes::from_static(b"2"), Bytes::from_static(b"3")]);
+        assert_eq!(
+            session.enqueue(message(QoS::AtLeastOnce, b"3")),
+            Some(message(QoS::AtLeastOnce, b"1"))
+        );
+        let left: Vec<_> = session
+            .queued_messages()
+            .map(|m| m.payload.clone())
+            .collect();
+        assert_eq!(
+            left,
+            vec![Bytes::from_static(b"2"), Bytes::from_static(b"3")]
+        );
     }
 
     #[test]
@@ -795,7 +907,10 @@ mod tests {
         assert_eq!(session.enqueue(message(QoS::AtLeastOnce, b"aaa")), None);
         assert_eq!(session.enqueue(message(QoS::ExactlyOnce, b"bbb")), None);
         assert_eq!(session.queued_bytes(), 6);
-        assert_eq!(session.enqueue(message(QoS::AtLeastOnce, b"cc")), Some(message(QoS::AtLeastOnce, b"aaa")));
+        assert_eq!(
+            session.enqueue(message(QoS::AtLeastOnce, b"cc")),
+            Some(message(QoS::AtLeastOnce, b"aaa"))
+        );
         assert_eq!(session.queued_bytes(), 5);
     }
 
@@ -830,7 +945,10 @@ mod tests {
         assert_eq!(flows.session.reset_for_fresh_peer(), vec![7]);
         assert_eq!(flows.session.inflight_len(), 1);
         assert_eq!(flows.session.incoming_unreleased_len(), 0);
-        assert!(matches!(flows.session.outgoing.get(&2), Some(Outgoing::Publish { sent: false, .. })));
+        assert!(matches!(
+            flows.session.outgoing.get(&2),
+            Some(Outgoing::Publish { sent: false, .. })
+        ));
     }
 
     #[test]
@@ -840,7 +958,10 @@ mod tests {
         let id = PacketId::new(1).expect("non-zero");
         assert_eq!(flows.on_puback(id), Err(ProtocolError::UnknownPacketId(1)));
         assert_eq!(flows.on_pubcomp(id), Err(ProtocolError::UnknownPacketId(1)));
-        assert_eq!(flows.on_request_ack(id, true), Err(ProtocolError::UnknownPacketId(1)));
+        assert_eq!(
+            flows.on_request_ack(id, true),
+            Err(ProtocolError::UnknownPacketId(1))
+        );
     }
 
     #[test]
@@ -866,14 +987,20 @@ mod tests {
         assert!(matches!(flows.on_publish(publish(1)), Ok(Some(_))));
         assert!(matches!(flows.on_publish(publish(1)), Ok(None)));
         assert!(matches!(flows.on_publish(publish(2)), Ok(Some(_))));
-        assert_eq!(flows.on_publish(publish(3)), Err(ProtocolError::TooManyUnreleased(3)));
+        assert_eq!(
+            flows.on_publish(publish(3)),
+            Err(ProtocolError::TooManyUnreleased(3))
+        );
     }
 
     #[test]
     fn a_message_too_large_for_mqtt_is_not_encodable() {
         let small = message(QoS::AtLeastOnce, b"x");
         assert!(small.is_encodable());
-        let huge = Message { payload: Bytes::from(vec![0u8; MAX_REMAINING_LENGTH]), ..small };
+        let huge = Message {
+            payload: Bytes::from(vec![0u8; MAX_REMAINING_LENGTH]),
+            ..small
+        };
         assert!(!huge.is_encodable());
     }
 }
