@@ -154,6 +154,11 @@ impl TopicFilter {
             }
             match (o, i) {
                 (Some("#"), _) => return true,
+                // A leading `#` matches every non-`$` topic, i.e. one level or more, and so
+                // does `+/#` (`#` also matches its parent level).
+                (Some("+"), Some("#")) if first => {
+                    return outer_levels.next() == Some("#") && outer_levels.next().is_none()
+                }
                 (Some("+"), Some(i)) if i != "#" => {}
                 (Some(o), Some(i)) if o != "+" && o == i => {}
                 (None, None) => return true,
