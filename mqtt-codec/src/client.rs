@@ -601,3 +601,166 @@ impl ClientConnection {
         self.events.push_back(ClientEvent::Closed(reason));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::ConnAck;
+    use crate::topic::TopicName;
+
+    fn bytes_of(packets: &[Packet]) -> BytesMut {
+        let mut out = BytesMut::new();
+        for packet in packets {
+            packet.encode(&mut out).expect("encodable");
+        }
+        out
+    }
+
+    fn connack() -> Packet {
+        Packet::ConnAck(ConnAck {
+            session_present: false,
+            return_code: ConnectReturnCode::Accepted,
+        })
+    }
+
+    fn message(qos: QoS) -> Message {
+        Message::new(
+            TopicName::new("t").expect("valid"),
+            Bytes::from_static(b"p"),
+            qos,
+            false,
+        )
+    }
+
+    fn transmit(conn: &mut ClientConnection) -> Vec<&'static str> {
+        let mut out = OutBuf::new();
+        let _ = conn.poll_transmit(&mut out);
+        let mut bytes = BytesMut::new();
+        while bytes::Buf::has_remaining(&out) {
+            let chunk = bytes::Buf::chunk(&out);
+            bytes.extend_from_slice(chunk);
+            let n = chunk.len();
+            bytes::Buf::advance(&mut out, n);
+        }
+        let mut decoder = Decoder::new(usize::MAX);
+        std::iter::from_fn(|| decoder.decode(&mut bytes).expect("valid"))
+            .map(|p| p.name())
+            .collect()
+    }
+
+    fn connected(now: Instant) -> ClientConnection {
+        let mut conn = ClientConnection::new(ConnectOptions::new("c"), Session::default(), now);
+        assert_eq!(transmit(&mut conn), vec!["CONNECT"]);
+        conn.handle_read(now, &mut bytes_of(&[connack()]))
+            .expect("valid");
+        assert!(conn.is_connected());
+        conn
+    }
+
+    #[test]
+    fn an_idle_connection_is_small_and_holds_no_heap_buffers() {
+        assert!(std::mem::size_of::<ClientConnection>() <= 512);
+        let now = Instant::now();
+        let mut conn = connected(now);
+        conn.publish(now, message(QoS::AtLeastOnce)).expect("room");
+        assert_eq!(transmit(&mut conn), vec!["PUBLISH"]);
+        let puback = Packet::PubAck(crate::types::PacketId::new(1).expect("non-zero"));
+        conn.handle_read(now, &mut bytes_of(&[puback]))
+            .expect("valid");
+        while conn.poll_event().is_some() {}
+        assert!(transmit(&mut conn).is_empty());
+        assert_eq!(conn.events.capacity(), 0);
+        assert_eq!(conn.flows.tx_capacity(), 0);
+        assert!(conn.session().is_empty());
+    }
+
+    #[test]
+    fn unsent_qos0_messages_go_back_to_the_session_with_their_tickets() {
+        let now = Instant::now();
+        let mut conn = connected(now);
+        let ticket = conn.publish(now, message(QoS::AtMostOnce)).expect("room");
+        let session = conn.into_session();
+        assert_eq!(session.queued_len(), 1);
+        let mut next = ClientConnection::new(ConnectOptions::new("c"), session, now);
+        assert_eq!(transmit(&mut next), vec!["CONNECT"]);
+        next.handle_read(now, &mut bytes_of(&[connack()]))
+            .expect("valid");
+        assert_eq!(transmit(&mut next), vec!["PUBLISH"]);
+        let events: Vec<_> = std::iter::from_fn(|| next.poll_event()).collect();
+        assert!(events.contains(&ClientEvent::Published(ticket)));
+    }
+
+    #[test]
+    fn disconnect_before_connack_sends_connect_then_disconnect_and_closes() {
+        let now = Instant::now();
+        let mut conn = ClientConnection::new(ConnectOptions::new("c"), Session::default(), now);
+        conn.disconnect();
+        assert_eq!(transmit(&mut conn), vec!["CONNECT", "DISCONNECT"]);
+        assert!(conn.is_closed());
+        assert_eq!(
+            conn.poll_event(),
+            Some(ClientEvent::Closed(ClientCloseReason::Disconnected))
+        );
+        assert_eq!(conn.poll_timeout(), None);
+    }
+
+    #[test]
+    fn no_pingreq_is_sent_before_connack_and_ping_is_ignored_then() {
+        let now = Instant::now();
+        let options = ConnectOptions::new("c")
+            .keep_alive(KeepAlive(1))
+            .response_timeout(Duration::from_secs(100));
+        let mut conn = ClientConnection::new(options, Session::default(), now);
+        conn.ping(now);
+        assert_eq!(transmit(&mut conn), vec!["CONNECT"]);
+        conn.handle_timeout(now + Duration::from_secs(50));
+        assert!(transmit(&mut conn).is_empty());
+        assert_eq!(conn.poll_timeout(), Some(now + Duration::from_secs(100)));
+    }
+
+    #[test]
+    fn a_manual_ping_is_answered_by_a_pingresp_event() {
+        let now = Instant::now();
+        let mut conn = connected(now);
+        let _ = conn.poll_event();
+        conn.ping(now);
+        assert_eq!(transmit(&mut conn), vec!["PINGREQ"]);
+        assert_eq!(conn.poll_timeout(), Some(now + Duration::from_secs(10)));
+        conn.handle_read(now, &mut bytes_of(&[Packet::PingResp]))
+            .expect("valid");
+        assert_eq!(conn.poll_event(), Some(ClientEvent::PingResp));
+        assert_eq!(conn.poll_timeout(), Some(now + Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn subscribe_and_unsubscribe_without_filters_are_refused_mqtt_3_8_3_3() {
+        let now = Instant::now();
+        let mut conn = connected(now);
+        assert_eq!(
+            conn.subscribe(now, Vec::new()),
+            Err(Backpressure(Vec::new()))
+        );
+        assert_eq!(
+            conn.unsubscribe(now, Vec::new()),
+            Err(Backpressure(Vec::new()))
+        );
+    }
+
+    #[test]
+    fn publishes_while_closed_wait_in_the_session_within_its_bounds() {
+        let now = Instant::now();
+        let limits = crate::session::SessionLimits {
+            max_queued_messages: 1,
+            ..Default::default()
+        };
+        let mut conn = ClientConnection::new(ConnectOptions::new("c"), Session::new(limits), now);
+        conn.handle_timeout(now + Duration::from_secs(10));
+        assert!(conn.is_closed());
+        assert!(conn.publish(now, message(QoS::AtLeastOnce)).is_ok());
+        assert_eq!(
+            conn.publish(now, message(QoS::ExactlyOnce)),
+            Err(Backpressure(message(QoS::ExactlyOnce)))
+        );
+        assert_eq!(conn.into_session().queued_len(), 1);
+    }
+}

@@ -507,3 +507,159 @@ impl ServerConnection {
 fn connack_code_for(error: &DecodeError) -> Option<ConnectReturnCode> {
     error.connack_return_code()
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::packet::Publish;
+    use crate::topic::TopicName;
+    use crate::types::{KeepAlive, Protocol, QoS, QosPid};
+
+    fn bytes_of(packets: &[Packet]) -> BytesMut {
+        let mut out = BytesMut::new();
+        for packet in packets {
+            packet.encode(&mut out).expect("encodable");
+        }
+        out
+    }
+
+    fn connect(client_id: &str) -> Packet {
+        Packet::Connect(Box::new(Connect {
+            protocol: Protocol::V311,
+            keep_alive: KeepAlive(0),
+            client_id: client_id.to_owned(),
+            clean_session: true,
+            will: None,
+            username: None,
+            password: None,
+        }))
+    }
+
+    fn message(qos: QoS, payload: &'static str) -> Message {
+        Message::new(
+            TopicName::new("t").expect("valid"),
+            Bytes::from_static(payload.as_bytes()),
+            qos,
+            false,
+        )
+    }
+
+    fn accepted(now: Instant) -> ServerConnection {
+        let mut conn = ServerConnection::new(ServerConfig::default(), now);
+        conn.handle_read(now, &mut bytes_of(&[connect("c")]))
+            .expect("valid");
+        assert!(matches!(conn.poll_event(), Some(ServerEvent::Connect(_))));
+        conn.accept(now, Session::default(), false);
+        conn
+    }
+
+    fn drain(conn: &mut ServerConnection) -> usize {
+        let mut out = OutBuf::new();
+        let _ = conn.poll_transmit(&mut out);
+        out.len()
+    }
+
+    #[test]
+    fn an_idle_connection_is_small_and_holds_no_heap_buffers() {
+        assert!(std::mem::size_of::<ServerConnection>() <= 400);
+        let now = Instant::now();
+        let mut conn = accepted(now);
+        conn.publish(now, message(QoS::AtLeastOnce, "x"));
+        assert!(drain(&mut conn) > 0);
+        let puback = Packet::PubAck(PacketId::new(1).expect("non-zero"));
+        conn.handle_read(now, &mut bytes_of(&[puback]))
+            .expect("valid");
+        assert_eq!(
+            conn.poll_event(),
+            Some(ServerEvent::Delivered(PacketId::new(1).expect("non-zero")))
+        );
+        assert_eq!(conn.poll_event(), None);
+        assert_eq!(drain(&mut conn), 0);
+        assert_eq!(conn.events.capacity(), 0);
+        assert_eq!(conn.flows.tx_capacity(), 0);
+        assert_eq!(conn.held.capacity(), 0);
+        assert!(conn.session().is_empty());
+    }
+
+    #[test]
+    fn accept_and_refuse_are_ignored_without_a_pending_connect() {
+        let now = Instant::now();
+        let mut conn = ServerConnection::new(ServerConfig::default(), now);
+        conn.accept(now, Session::default(), true);
+        conn.refuse(ConnectReturnCode::NotAuthorized);
+        assert!(!conn.is_connected());
+        assert!(!conn.is_closed());
+        assert_eq!(drain(&mut conn), 0);
+    }
+
+    #[test]
+    fn messages_published_before_accept_are_kept_for_the_accepted_session() {
+        let now = Instant::now();
+        let mut conn = ServerConnection::new(ServerConfig::default(), now);
+        conn.handle_read(now, &mut bytes_of(&[connect("c")]))
+            .expect("valid");
+        assert_eq!(
+            conn.publish(now, message(QoS::AtMostOnce, "dropped")),
+            Some(message(QoS::AtMostOnce, "dropped"))
+        );
+        assert_eq!(conn.publish(now, message(QoS::AtLeastOnce, "kept")), None);
+        conn.accept(now, Session::default(), false);
+        assert_eq!(conn.session().inflight_len(), 1);
+    }
+
+    #[test]
+    fn a_closed_connection_leaves_further_bytes_unread() {
+        let now = Instant::now();
+        let mut conn = accepted(now);
+        conn.close();
+        let mut buf = bytes_of(&[Packet::PingReq]);
+        assert_eq!(conn.handle_read(now, &mut buf), Ok(()));
+        assert_eq!(buf.len(), 2);
+        assert_eq!(conn.poll_event(), None);
+        assert_eq!(conn.poll_timeout(), None);
+    }
+
+    #[test]
+    fn packets_held_before_the_decision_are_bounded_by_the_connect_cap() {
+        let now = Instant::now();
+        let config = ServerConfig {
+            max_connect_packet_size: 40,
+            ..ServerConfig::default()
+        };
+        let mut conn = ServerConnection::new(config, now);
+        let publish = |n: u16| {
+            Packet::Publish(Publish {
+                dup: false,
+                qos_pid: QosPid::AtLeastOnce(PacketId::new(n).expect("non-zero")),
+                retain: false,
+                topic: TopicName::new("t").expect("valid"),
+                payload: Bytes::from_static(b"0123456789"),
+            })
+        };
+        let mut buf = bytes_of(&[connect("c"), publish(1), publish(2), publish(3), publish(4)]);
+        conn.handle_read(now, &mut buf).expect("valid");
+        // Each PUBLISH is 17 bytes: three are held (51 >= 40), the fourth stays in the buffer.
+        assert_eq!(conn.held.len(), 3);
+        assert_eq!(buf.len(), 17);
+        let _ = conn.poll_event();
+        conn.accept(now, Session::default(), false);
+        conn.handle_read(now, &mut buf).expect("valid");
+        let publishes = std::iter::from_fn(|| conn.poll_event())
+            .filter(|e| matches!(e, ServerEvent::Publish(_)))
+            .count();
+        assert_eq!(publishes, 4);
+    }
+
+    #[test]
+    fn disconnect_closes_without_a_closed_event_mqtt_3_1_2_10() {
+        let now = Instant::now();
+        let mut conn = accepted(now);
+        conn.handle_read(now, &mut bytes_of(&[Packet::Disconnect]))
+            .expect("valid");
+        assert_eq!(conn.poll_event(), Some(ServerEvent::Disconnect));
+        assert_eq!(conn.poll_event(), None);
+        assert!(conn.is_closed());
+    }
+}

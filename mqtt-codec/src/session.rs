@@ -259,6 +259,15 @@ impl Session {
         Some((id, seq))
     }
 
+    fn remove_outgoing(&mut self, id: PacketId) -> Option<Outgoing> {
+        let removed = self.outgoing.remove(&id.get());
+        if self.outgoing.is_empty() {
+            // An emptied B-tree keeps its root node; an idle session holds no allocation.
+            self.outgoing = BTreeMap::new();
+        }
+        removed
+    }
+
     /// Puts a SUBSCRIBE or UNSUBSCRIBE request in flight under a fresh id.
     pub(crate) fn start_request(&mut self, request: Request, ticket: u64) -> Option<PacketId> {
         let id = self.allocate_id()?;
@@ -357,8 +366,8 @@ impl Session {
                 Outgoing::Request { .. } => {}
             }
         }
-        for id in released {
-            self.outgoing.remove(&id);
+        for id in released.into_iter().filter_map(PacketId::new) {
+            self.remove_outgoing(id);
             self.inflight_messages -= 1;
         }
         completed
@@ -707,6 +716,10 @@ impl Flows {
     /// peer may repeat PUBREL after a reconnect) ([MQTT-4.3.3-2]).
     pub(crate) fn on_pubrel(&mut self, id: PacketId) {
         self.session.incoming.remove(&id.get());
+        if self.session.incoming.is_empty() {
+            // An emptied B-tree keeps its root node; an idle session holds no allocation.
+            self.session.incoming = BTreeSet::new();
+        }
         self.tx.push_back(Tx::PubComp(id));
     }
 
@@ -779,7 +792,7 @@ impl Flows {
                 ticket, request, ..
             }) if matches!(request, Request::Subscribe(_)) == subscribe => {
                 let ticket = *ticket;
-                self.session.outgoing.remove(&id.get());
+                self.session.remove_outgoing(id);
                 Ok(Some(ticket))
             }
             Some(_) => Err(ProtocolError::UnknownPacketId(id.get())),
@@ -787,10 +800,16 @@ impl Flows {
     }
 
     fn complete_message(&mut self, id: PacketId) {
-        if self.session.outgoing.remove(&id.get()).is_some() {
+        if self.session.remove_outgoing(id).is_some() {
             self.session.inflight_messages -= 1;
         }
         self.fill_window();
+    }
+
+    /// Capacity of the transmit queue (tests check that idle connections hold none).
+    #[cfg(test)]
+    pub(crate) fn tx_capacity(&self) -> usize {
+        self.tx.capacity()
     }
 }
 
