@@ -4,7 +4,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use amqtt_client::{ClientConfig, ClientError, ConnectionState, MQTTClient, QoS};
+use amqtt_client::{
+    ClientConfig, ClientError, ConnectReturnCode, ConnectionState, MQTTClient, Packet, QoS,
+};
 use common::{free_port, test_config, within};
 
 #[tokio::test]
@@ -112,4 +114,118 @@ async fn without_auto_reconnect_the_first_failure_is_returned() {
         .unwrap_err();
     assert!(matches!(err, ClientError::Io(_)), "{err}");
     assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn refused_connack_carries_its_code_and_uri_credentials_are_sent() {
+    let server = common::RawServer::bind().await;
+    let client = MQTTClient::new(Some("creds".into()), test_config()).unwrap();
+    let uri = format!("mqtt://u%40x:p%3Aw@{}", server.addr);
+    let connecting = tokio::spawn(async move { client.connect(uri.as_str()).await });
+    let mut conn = server.accept().await;
+    let connect = conn
+        .handshake(ConnectReturnCode::BadUsernameOrPassword)
+        .await;
+    assert_eq!(connect.username.as_deref(), Some("u@x"));
+    assert_eq!(connect.password.as_deref(), Some(&b"p:w"[..]));
+    assert_eq!(connect.client_id, "creds");
+    // aMQTT's CONNECT keep-alive is keep_alive - ping_delay.
+    assert_eq!(connect.keep_alive.0, 9);
+    let err = within("connect", connecting).await.unwrap().unwrap_err();
+    assert_eq!(
+        err.return_code(),
+        Some(ConnectReturnCode::BadUsernameOrPassword)
+    );
+    assert!(
+        err.to_string().contains("bad user name or password (0x04)"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn will_from_config_is_sent_in_connect() {
+    let server = common::RawServer::bind().await;
+    let config = ClientConfig {
+        will: Some(amqtt_client::WillConfig {
+            topic: "dead/x".into(),
+            message: "bye".into(),
+            qos: QoS::ExactlyOnce,
+            retain: true,
+        }),
+        cleansession: false,
+        ..test_config()
+    };
+    let client = MQTTClient::new(Some("will".into()), config).unwrap();
+    let uri = format!("mqtt://{}", server.addr);
+    let connecting =
+        tokio::spawn(async move { client.connect(uri.as_str()).await.map(|_| client) });
+    let mut conn = server.accept().await;
+    let connect = conn.handshake(ConnectReturnCode::Accepted).await;
+    let will = connect.will.clone().unwrap();
+    assert_eq!(
+        (
+            will.topic.as_str(),
+            &will.payload[..],
+            will.qos,
+            will.retain
+        ),
+        ("dead/x", &b"bye"[..], QoS::ExactlyOnce, true)
+    );
+    assert!(!connect.clean_session);
+    let client = within("connect", connecting).await.unwrap().unwrap();
+    let disconnecting = tokio::spawn(async move { client.disconnect().await });
+    assert_eq!(conn.read().await, Some(Packet::Disconnect));
+    within("disconnect", disconnecting).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn missing_pingresp_is_a_lost_connection_and_the_client_reconnects() {
+    let server = common::RawServer::bind().await;
+    let config = ClientConfig {
+        keep_alive: 2,
+        ping_delay: 1,
+        response_timeout: Duration::from_millis(300),
+        ..test_config()
+    };
+    let client = MQTTClient::new(Some("ka".into()), config).unwrap();
+    let mut state = client.state();
+    let uri = format!("mqtt://{}", server.addr);
+    let connecting = {
+        let client = client.clone();
+        tokio::spawn(async move { client.connect(uri.as_str()).await })
+    };
+    let mut conn = server.accept().await;
+    conn.handshake(ConnectReturnCode::Accepted).await;
+    within("connect", connecting).await.unwrap().unwrap();
+    let silent_since = Instant::now();
+    // The client pings after 1 s of not sending; the server never answers.
+    assert_eq!(conn.read().await, Some(Packet::PingReq));
+    within("Lost", state.wait_for(|s| *s == ConnectionState::Lost))
+        .await
+        .unwrap();
+    assert!(
+        silent_since.elapsed() >= Duration::from_millis(1200),
+        "{:?}",
+        silent_since.elapsed()
+    );
+    // It reconnects by itself.
+    let mut again = server.accept().await;
+    again.handshake(ConnectReturnCode::Accepted).await;
+    within(
+        "Reconnected",
+        state.wait_for(|s| {
+            matches!(
+                s,
+                ConnectionState::Reconnected {
+                    session_present: false
+                }
+            )
+        }),
+    )
+    .await
+    .unwrap();
+    drop(conn);
+    let disconnecting = tokio::spawn(async move { client.disconnect().await });
+    assert_eq!(again.read().await, Some(Packet::Disconnect));
+    within("disconnect", disconnecting).await.unwrap().unwrap();
 }

@@ -149,3 +149,77 @@ impl Drop for Mosquitto {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// A scripted server: accepts connections on 127.0.0.1:0 and lets the test read and write
+/// packets by hand (for behaviour a real broker will not show, such as a missing PINGRESP).
+pub struct RawServer {
+    listener: tokio::net::TcpListener,
+    pub addr: SocketAddr,
+}
+
+/// One accepted connection of a [`RawServer`].
+pub struct RawConnection {
+    stream: tokio::net::TcpStream,
+    buf: bytes::BytesMut,
+    decoder: mqtt_codec::Decoder,
+}
+
+impl RawServer {
+    pub async fn bind() -> RawServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        RawServer { listener, addr }
+    }
+
+    pub async fn accept(&self) -> RawConnection {
+        let (stream, _) = within("accept", self.listener.accept()).await.unwrap();
+        RawConnection {
+            stream,
+            buf: bytes::BytesMut::new(),
+            decoder: mqtt_codec::Decoder::default(),
+        }
+    }
+}
+
+impl RawConnection {
+    /// The next packet from the client; `None` at end of stream.
+    pub async fn read(&mut self) -> Option<mqtt_codec::Packet> {
+        use tokio::io::AsyncReadExt;
+        loop {
+            if let Some(packet) = self.decoder.decode(&mut self.buf).unwrap() {
+                return Some(packet);
+            }
+            if within("read", self.stream.read_buf(&mut self.buf))
+                .await
+                .unwrap()
+                == 0
+            {
+                return None;
+            }
+        }
+    }
+
+    pub async fn write(&mut self, packet: mqtt_codec::Packet) {
+        use tokio::io::AsyncWriteExt;
+        let mut out = bytes::BytesMut::new();
+        packet.encode(&mut out).unwrap();
+        self.stream.write_all(&out).await.unwrap();
+    }
+
+    /// Reads CONNECT and answers with a CONNACK carrying `code`.
+    pub async fn handshake(
+        &mut self,
+        code: mqtt_codec::ConnectReturnCode,
+    ) -> Box<mqtt_codec::Connect> {
+        let connect = match self.read().await {
+            Some(mqtt_codec::Packet::Connect(connect)) => connect,
+            other => panic!("expected CONNECT, got {other:?}"),
+        };
+        self.write(mqtt_codec::Packet::ConnAck(mqtt_codec::ConnAck {
+            session_present: false,
+            return_code: code,
+        }))
+        .await;
+        connect
+    }
+}
