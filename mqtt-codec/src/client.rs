@@ -136,7 +136,11 @@ impl ClientConnection {
 
     /// Publishes a message. QoS 1/2 wait in the session when the window is full; `Err` when the
     /// queue is full too.
-    pub fn publish(&mut self, now: Instant, message: Message) -> Result<Ticket, Backpressure<Message>> {
+    pub fn publish(
+        &mut self,
+        now: Instant,
+        message: Message,
+    ) -> Result<Ticket, Backpressure<Message>> {
         let _ = (now, message);
         todo!()
     }

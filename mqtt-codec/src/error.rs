@@ -45,6 +45,9 @@ pub enum DecodeError {
     /// A string longer than 65,535 bytes (encoding side).
     #[error("[MQTT-1.5.3] string is longer than 65,535 bytes")]
     StringTooLong,
+    /// A QoS 0 PUBLISH with the DUP flag set.
+    #[error("[MQTT-3.3.1-2] PUBLISH with QoS 0 has the DUP flag set")]
+    DupWithQoS0,
     /// A PUBLISH QoS of 3.
     #[error("[MQTT-3.3.1-4] PUBLISH with QoS 3")]
     InvalidQoS,
@@ -72,9 +75,16 @@ pub enum DecodeError {
     /// A SUBSCRIBE requested-QoS byte with reserved bits or QoS 3.
     #[error("[MQTT-3.8.3-4] invalid requested QoS byte 0x{0:02x} in SUBSCRIBE")]
     InvalidSubscribeQoS(u8),
-    /// A protocol name other than `MQTT` (level 4) or `MQIsdp` (level 3).
+    /// A protocol name other than `MQTT` or `MQIsdp`: close without CONNACK.
     #[error("[MQTT-3.1.2-1] unknown protocol name")]
     InvalidProtocolName,
+    /// A CONNECT with a known protocol name but a level other than 4 (`MQTT`) or 3 (`MQIsdp`).
+    ///
+    /// Unlike every other variant, the server answers this one with CONNACK return code 0x01
+    /// before closing ([MQTT-3.1.2-2]); see [`DecodeError::connack_return_code`]. The decoder
+    /// has consumed the whole CONNECT when it returns this error.
+    #[error("[MQTT-3.1.2-2] unsupported protocol level {0}")]
+    UnsupportedProtocolLevel(u8),
     /// CONNECT's reserved flag bit is set.
     #[error("[MQTT-3.1.2-3] CONNECT reserved flag is set")]
     ConnectReservedFlag,
@@ -87,12 +97,27 @@ pub enum DecodeError {
     /// The password flag without the user name flag.
     #[error("[MQTT-3.1.2-22] password flag set without the user name flag")]
     PasswordWithoutUsername,
-    /// CONNACK's reserved bits are set, or its return code is unknown.
+    /// CONNACK's reserved bits are set, its return code is unknown, or it refuses the
+    /// connection with Session Present set ([MQTT-3.2.2-4]).
     #[error("[MQTT-3.2.2-1] invalid CONNACK")]
     InvalidConnAck,
     /// A SUBACK return code other than 0x00, 0x01, 0x02, 0x80.
     #[error("[MQTT-3.9.3-2] invalid SUBACK return code 0x{0:02x}")]
     InvalidSubAckReturnCode(u8),
+}
+
+impl DecodeError {
+    /// The CONNACK return code a server sends before closing the connection for this error, if
+    /// any: `Some(UnacceptableProtocolVersion)` for [`DecodeError::UnsupportedProtocolLevel`]
+    /// ([MQTT-3.1.2-2]); `None` for every other error, which closes without a CONNACK.
+    pub fn connack_return_code(self) -> Option<ConnectReturnCode> {
+        match self {
+            DecodeError::UnsupportedProtocolLevel(_) => {
+                Some(ConnectReturnCode::UnacceptableProtocolVersion)
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Why a packet could not be encoded.
@@ -108,6 +133,21 @@ pub enum EncodeError {
     /// A binary field (will message, password) is longer than 65,535 bytes.
     #[error("binary field longer than 65,535 bytes")]
     BinaryTooLong,
+    /// A string field (client id, user name) contains U+0000.
+    #[error("[MQTT-1.5.3-2] string field contains U+0000")]
+    NullCharacter,
+    /// A CONNECT with a password but no user name.
+    #[error("[MQTT-3.1.2-22] password without a user name")]
+    PasswordWithoutUsername,
+    /// A SUBSCRIBE or UNSUBSCRIBE without any topic filter.
+    #[error("[MQTT-3.8.3-3] [MQTT-3.10.3-2] SUBSCRIBE or UNSUBSCRIBE without a topic filter")]
+    NoTopicFilters,
+    /// A QoS 0 PUBLISH with the DUP flag set.
+    #[error("[MQTT-3.3.1-2] PUBLISH with QoS 0 has the DUP flag set")]
+    DupWithQoS0,
+    /// A CONNACK that refuses the connection with Session Present set.
+    #[error("[MQTT-3.2.2-4] CONNACK refusing the connection has Session Present set")]
+    SessionPresentWithRefusal,
 }
 
 /// A violation of the protocol by the peer: what to tell it, and that the connection closes.

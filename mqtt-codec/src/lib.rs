@@ -21,6 +21,7 @@ pub mod server;
 pub mod session;
 pub mod topic;
 pub mod types;
+mod wire;
 
 pub use error::{DecodeError, EncodeError, ProtocolError};
 pub use outbuf::OutBuf;

@@ -88,7 +88,12 @@ impl Buf for OutBuf {
 
     fn chunks_vectored<'a>(&'a self, dst: &mut [std::io::IoSlice<'a>]) -> usize {
         let mut n = 0;
-        for chunk in self.chunks.iter().map(|c| &c[..]).chain(std::iter::once(&self.tail[..])) {
+        for chunk in self
+            .chunks
+            .iter()
+            .map(|c| &c[..])
+            .chain(std::iter::once(&self.tail[..]))
+        {
             if n == dst.len() {
                 break;
             }

@@ -22,7 +22,9 @@ use bytes::BytesMut;
 
 use crate::error::ProtocolError;
 use crate::outbuf::OutBuf;
-use crate::packet::{Connect, Publish, SubAckReturnCode, Subscribe, Unsubscribe, DEFAULT_MAX_PACKET_SIZE};
+use crate::packet::{
+    Connect, Publish, SubAckReturnCode, Subscribe, Unsubscribe, DEFAULT_MAX_PACKET_SIZE,
+};
 use crate::session::{Message, Session};
 use crate::types::{ConnectReturnCode, PacketId};
 

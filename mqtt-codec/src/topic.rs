@@ -27,6 +27,13 @@ impl TopicName {
         Ok(TopicName(name))
     }
 
+    /// Wraps a string the caller has already checked against every rule of [`TopicName::new`].
+    #[inline]
+    pub(crate) fn from_checked(name: ByteString) -> TopicName {
+        debug_assert_eq!(validate_name(&name), Ok(()));
+        TopicName(name)
+    }
+
     /// The topic as a string slice.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -147,6 +154,11 @@ impl TopicFilter {
             }
             match (o, i) {
                 (Some("#"), _) => return true,
+                // A leading `#` matches every non-`$` topic, i.e. one level or more, and so
+                // does `+/#` (`#` also matches its parent level).
+                (Some("+"), Some("#")) if first => {
+                    return outer_levels.next() == Some("#") && outer_levels.next().is_none()
+                }
                 (Some("+"), Some(i)) if i != "#" => {}
                 (Some(o), Some(i)) if o != "+" && o == i => {}
                 (None, None) => return true,

@@ -1,0 +1,291 @@
+//! The primitive encodings every packet uses (section 1.5 and 2.2.3): the remaining-length
+//! variable byte integer, big-endian `u16`s, and `u16`-length-prefixed strings and binaries.
+//!
+//! Reading works over a frozen packet body ([`Reader`]): strings and binaries become slices of
+//! that body, so nothing is copied. Nothing here knows about packets or does IO.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytestring::ByteString;
+
+use crate::error::{DecodeError, EncodeError};
+use crate::types::PacketId;
+
+/// The largest remaining length MQTT can express: 268,435,455 bytes (four 7-bit groups).
+pub(crate) const MAX_REMAINING_LENGTH: usize = 268_435_455;
+
+/// The largest string or binary field: its length is a `u16`.
+pub(crate) const MAX_FIELD_LEN: usize = u16::MAX as usize;
+
+/// Decodes the remaining length that starts at `buf[0]`.
+///
+/// Returns `Ok(None)` while the varint is incomplete, else the value and how many bytes it took.
+/// A non-minimal encoding (`0x80 0x00` for 0) is accepted: 3.1.1 does not forbid it.
+#[inline]
+pub(crate) fn read_remaining_length(buf: &[u8]) -> Result<Option<(usize, usize)>, DecodeError> {
+    let mut value = 0usize;
+    for (i, &byte) in buf.iter().enumerate() {
+        // [MQTT-2.2.3] at most four bytes; a fifth is malformed.
+        if i == 4 {
+            return Err(DecodeError::RemainingLengthTooLong);
+        }
+        value |= usize::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Ok(Some((value, i + 1)));
+        }
+    }
+    if buf.len() >= 4 {
+        // Four continuation bytes: the fifth one would be too many, whatever it is.
+        return Err(DecodeError::RemainingLengthTooLong);
+    }
+    Ok(None)
+}
+
+/// How many bytes the remaining length `len` takes on the wire (1..=4).
+#[inline]
+pub(crate) fn remaining_length_len(len: usize) -> usize {
+    match len {
+        0..=127 => 1,
+        128..=16_383 => 2,
+        16_384..=2_097_151 => 3,
+        _ => 4,
+    }
+}
+
+/// Appends a fixed header: the first byte and the minimal encoding of `remaining`.
+#[inline]
+pub(crate) fn write_fixed_header(
+    out: &mut BytesMut,
+    first_byte: u8,
+    remaining: usize,
+) -> Result<(), EncodeError> {
+    if remaining > MAX_REMAINING_LENGTH {
+        return Err(EncodeError::PacketTooLarge(remaining));
+    }
+    let mut header = [0u8; 5];
+    header[0] = first_byte;
+    let mut n = 1;
+    let mut value = remaining;
+    loop {
+        let mut byte = (value & 0x7f) as u8;
+        value >>= 7;
+        if value > 0 {
+            byte |= 0x80;
+        }
+        header[n] = byte;
+        n += 1;
+        if value == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&header[..n]);
+    Ok(())
+}
+
+/// Appends a `u16`-prefixed UTF-8 string, refusing what a decoder would refuse:
+/// more than 65,535 bytes or a U+0000 ([MQTT-1.5.3-2]).
+#[inline]
+pub(crate) fn put_string(out: &mut BytesMut, s: &str) -> Result<(), EncodeError> {
+    if s.len() > MAX_FIELD_LEN {
+        return Err(EncodeError::StringTooLong);
+    }
+    if s.as_bytes().contains(&0) {
+        return Err(EncodeError::NullCharacter);
+    }
+    out.put_u16(s.len() as u16);
+    out.extend_from_slice(s.as_bytes());
+    Ok(())
+}
+
+/// Appends a string that is already known to be valid (a [`crate::TopicName`] or
+/// [`crate::TopicFilter`]: at most 65,535 bytes, no U+0000).
+#[inline]
+pub(crate) fn put_valid_string(out: &mut BytesMut, s: &str) {
+    debug_assert!(s.len() <= MAX_FIELD_LEN);
+    out.put_u16(s.len() as u16);
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// Appends a `u16`-prefixed binary field (will message, password).
+#[inline]
+pub(crate) fn put_binary(out: &mut BytesMut, b: &[u8]) -> Result<(), EncodeError> {
+    if b.len() > MAX_FIELD_LEN {
+        return Err(EncodeError::BinaryTooLong);
+    }
+    out.put_u16(b.len() as u16);
+    out.extend_from_slice(b);
+    Ok(())
+}
+
+/// The encoded size of a string or binary field: its two length bytes plus its bytes.
+#[inline]
+pub(crate) fn field_len(len: usize) -> usize {
+    2 + len
+}
+
+/// A cursor over one packet's body. Every read checks the length first, so a short body is
+/// [`DecodeError::Truncated`], never a panic.
+pub(crate) struct Reader {
+    body: Bytes,
+}
+
+impl Reader {
+    /// A reader over a complete packet body (the bytes after the fixed header).
+    #[inline]
+    pub(crate) fn new(body: Bytes) -> Reader {
+        Reader { body }
+    }
+
+    /// How many bytes are left.
+    #[inline]
+    pub(crate) fn remaining(&self) -> usize {
+        self.body.len()
+    }
+
+    /// Reads one byte.
+    #[inline]
+    pub(crate) fn u8(&mut self) -> Result<u8, DecodeError> {
+        if self.body.is_empty() {
+            return Err(DecodeError::Truncated);
+        }
+        Ok(self.body.get_u8())
+    }
+
+    /// Reads a big-endian `u16`.
+    #[inline]
+    pub(crate) fn u16(&mut self) -> Result<u16, DecodeError> {
+        if self.body.len() < 2 {
+            return Err(DecodeError::Truncated);
+        }
+        Ok(self.body.get_u16())
+    }
+
+    /// Reads a packet id, refusing 0 ([MQTT-2.3.1-1]).
+    #[inline]
+    pub(crate) fn packet_id(&mut self) -> Result<PacketId, DecodeError> {
+        PacketId::new(self.u16()?).ok_or(DecodeError::ZeroPacketId)
+    }
+
+    /// Reads a `u16`-prefixed field as a slice of the body.
+    #[inline]
+    pub(crate) fn binary(&mut self) -> Result<Bytes, DecodeError> {
+        let len = usize::from(self.u16()?);
+        if self.body.len() < len {
+            return Err(DecodeError::Truncated);
+        }
+        Ok(self.body.split_to(len))
+    }
+
+    /// Reads a `u16`-prefixed UTF-8 string without copying it, checking [MQTT-1.5.3-1] and
+    /// [MQTT-1.5.3-2].
+    #[inline]
+    pub(crate) fn string(&mut self) -> Result<ByteString, DecodeError> {
+        let raw = self.binary()?;
+        if raw.contains(&0) {
+            return Err(DecodeError::NullCharacter);
+        }
+        ByteString::try_from(raw).map_err(|_| DecodeError::InvalidUtf8)
+    }
+
+    /// Reads a `u16`-prefixed UTF-8 string into an owned `String`.
+    #[inline]
+    pub(crate) fn owned_string(&mut self) -> Result<String, DecodeError> {
+        Ok(String::from(self.string()?))
+    }
+
+    /// Takes everything that is left.
+    #[inline]
+    pub(crate) fn rest(&mut self) -> Bytes {
+        std::mem::take(&mut self.body)
+    }
+
+    /// Succeeds only if the whole body was read.
+    #[inline]
+    pub(crate) fn finish(self) -> Result<(), DecodeError> {
+        match self.body.len() {
+            0 => Ok(()),
+            n => Err(DecodeError::TrailingBytes(n)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encode_len(len: usize) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        write_fixed_header(&mut out, 0x30, len).unwrap();
+        out[1..].to_vec()
+    }
+
+    #[test]
+    fn remaining_length_uses_the_spec_boundaries() {
+        // Table 2.4 of the spec.
+        for (value, bytes) in [
+            (0, vec![0x00]),
+            (127, vec![0x7f]),
+            (128, vec![0x80, 0x01]),
+            (16_383, vec![0xff, 0x7f]),
+            (16_384, vec![0x80, 0x80, 0x01]),
+            (2_097_151, vec![0xff, 0xff, 0x7f]),
+            (2_097_152, vec![0x80, 0x80, 0x80, 0x01]),
+            (268_435_455, vec![0xff, 0xff, 0xff, 0x7f]),
+        ] {
+            assert_eq!(encode_len(value), bytes, "encoding {value}");
+            assert_eq!(remaining_length_len(value), bytes.len());
+            assert_eq!(
+                read_remaining_length(&bytes),
+                Ok(Some((value, bytes.len())))
+            );
+            assert_eq!(read_remaining_length(&bytes[..bytes.len() - 1]), Ok(None));
+        }
+    }
+
+    #[test]
+    fn remaining_length_over_the_maximum_is_refused_by_the_encoder() {
+        let mut out = BytesMut::new();
+        assert_eq!(
+            write_fixed_header(&mut out, 0x30, MAX_REMAINING_LENGTH + 1),
+            Err(EncodeError::PacketTooLarge(MAX_REMAINING_LENGTH + 1))
+        );
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_fifth_remaining_length_byte_is_an_error_even_before_it_arrives() {
+        assert_eq!(
+            read_remaining_length(&[0xff, 0xff, 0xff, 0xff]),
+            Err(DecodeError::RemainingLengthTooLong)
+        );
+        assert_eq!(
+            read_remaining_length(&[0xff, 0xff, 0xff, 0xff, 0x01]),
+            Err(DecodeError::RemainingLengthTooLong)
+        );
+    }
+
+    #[test]
+    fn non_minimal_remaining_length_is_accepted() {
+        assert_eq!(read_remaining_length(&[0x80, 0x00]), Ok(Some((0, 2))));
+    }
+
+    #[test]
+    fn strings_with_nul_or_bad_utf8_are_refused() {
+        let mut r = Reader::new(Bytes::from_static(b"\x00\x03a\x00b"));
+        assert_eq!(r.string(), Err(DecodeError::NullCharacter));
+        let mut r = Reader::new(Bytes::from_static(b"\x00\x02\xc3\x28"));
+        assert_eq!(r.string(), Err(DecodeError::InvalidUtf8));
+        // U+D800 encoded as ED A0 80 is a surrogate: ill-formed per [MQTT-1.5.3-1].
+        let mut r = Reader::new(Bytes::from_static(b"\x00\x03\xed\xa0\x80"));
+        assert_eq!(r.string(), Err(DecodeError::InvalidUtf8));
+        let mut r = Reader::new(Bytes::from_static(b"\x00\x05ab"));
+        assert_eq!(r.string(), Err(DecodeError::Truncated));
+    }
+
+    #[test]
+    fn a_bom_is_kept_in_strings() {
+        // [MQTT-1.5.3-3] EF BB BF is U+FEFF and must not be stripped.
+        let mut r = Reader::new(Bytes::from_static(b"\x00\x04\xef\xbb\xbfa"));
+        assert_eq!(&*r.string().unwrap(), "\u{feff}a");
+        r.finish().unwrap();
+    }
+}
