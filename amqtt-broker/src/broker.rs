@@ -112,7 +112,10 @@ impl Broker {
     }
 
     /// A broker for `config` with the given access control, event hook and stores.
-    pub fn with_extensions(config: BrokerConfig, extensions: Extensions) -> Result<Broker, BrokerError> {
+    pub fn with_extensions(
+        config: BrokerConfig,
+        extensions: Extensions,
+    ) -> Result<Broker, BrokerError> {
         config.validate()?;
         let limits = config.limits;
         let server_config = ServerConfig {
@@ -164,7 +167,10 @@ impl Broker {
         };
         Ok(Broker {
             shared: Arc::new(shared),
-            state: Mutex::new(State { phase: Phase::New, addrs: BTreeMap::new() }),
+            state: Mutex::new(State {
+                phase: Phase::New,
+                addrs: BTreeMap::new(),
+            }),
             tracker: TaskTracker::new(),
         })
     }
@@ -203,22 +209,37 @@ impl Broker {
                 Ok(Some(socket)) => socket,
                 Ok(None) => {
                     self.shared.cancel.cancel();
-                    return Err(BrokerError::Resolve { listener: name.clone(), bind });
+                    return Err(BrokerError::Resolve {
+                        listener: name.clone(),
+                        bind,
+                    });
                 }
                 Err(source) => {
                     // Stop the listeners already accepting.
                     self.shared.cancel.cancel();
-                    return Err(BrokerError::Bind { listener: name.clone(), bind, source });
+                    return Err(BrokerError::Bind {
+                        listener: name.clone(),
+                        bind,
+                        source,
+                    });
                 }
             };
             let addr = socket.local_addr()?;
             tracing::info!(listener = %name, %addr, max_connections = listener.max_connections, "listening (tcp)");
             bound.push((name.clone(), addr));
-            let Some(state) = self.shared.listeners.get(name).cloned() else { continue };
-            self.tracker.spawn(accept_loop(socket, self.shared.clone(), state, self.tracker.clone()));
+            let Some(state) = self.shared.listeners.get(name).cloned() else {
+                continue;
+            };
+            self.tracker.spawn(accept_loop(
+                socket,
+                self.shared.clone(),
+                state,
+                self.tracker.clone(),
+            ));
         }
         if let Some(interval) = self.shared.config.session_expiry_interval {
-            self.tracker.spawn(expiry_loop(self.shared.clone(), interval));
+            self.tracker
+                .spawn(expiry_loop(self.shared.clone(), interval));
         }
         if self.shared.config == BrokerConfig::default() {
             tracing::info!(
@@ -231,7 +252,10 @@ impl Broker {
             state.phase = Phase::Started;
             state.addrs.extend(bound);
         }
-        self.shared.events.lifecycle(LifecycleEvent::PostStart).await;
+        self.shared
+            .events
+            .lifecycle(LifecycleEvent::PostStart)
+            .await;
         Ok(())
     }
 
@@ -242,7 +266,12 @@ impl Broker {
 
     /// Every bound listener with its address, by name.
     pub fn local_addrs(&self) -> Vec<(String, SocketAddr)> {
-        self.state.lock().addrs.iter().map(|(n, a)| (n.clone(), *a)).collect()
+        self.state
+            .lock()
+            .addrs
+            .iter()
+            .map(|(n, a)| (n.clone(), *a))
+            .collect()
     }
 
     /// Stops accepting, closes every client connection (flushing what is queued, within a
@@ -259,16 +288,28 @@ impl Broker {
         if was == Phase::Stopped {
             return;
         }
-        self.shared.events.lifecycle(LifecycleEvent::PreShutdown).await;
+        self.shared
+            .events
+            .lifecycle(LifecycleEvent::PreShutdown)
+            .await;
         self.shared.cancel.cancel();
         self.tracker.close();
         let deadline = self.shared.config.limits.shutdown_timeout + Duration::from_secs(1);
-        if tokio::time::timeout(deadline, self.tracker.wait()).await.is_err() {
-            tracing::warn!(tasks = self.tracker.len(), "shutdown deadline passed with tasks still running");
+        if tokio::time::timeout(deadline, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                tasks = self.tracker.len(),
+                "shutdown deadline passed with tasks still running"
+            );
         }
         self.state.lock().addrs.clear();
         tracing::info!("broker stopped");
-        self.shared.events.lifecycle(LifecycleEvent::PostShutdown).await;
+        self.shared
+            .events
+            .lifecycle(LifecycleEvent::PostShutdown)
+            .await;
     }
 
     /// Serves an already-established connection (aMQTT's `external_connected`) under the
@@ -277,7 +318,11 @@ impl Broker {
     ///
     /// Cancel-safe in that dropping the future drops the connection without publishing its will;
     /// prefer letting it end.
-    pub async fn external_connected<S>(&self, stream: S, listener_name: &str) -> Result<(), BrokerError>
+    pub async fn external_connected<S>(
+        &self,
+        stream: S,
+        listener_name: &str,
+    ) -> Result<(), BrokerError>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -291,7 +336,13 @@ impl Broker {
                 peer: None,
             });
         };
-        let serve = connection::serve(Stream(stream), self.shared.clone(), listener.name.clone(), None, slot);
+        let serve = connection::serve(
+            Stream(stream),
+            self.shared.clone(),
+            listener.name.clone(),
+            None,
+            slot,
+        );
         self.tracker.track_future(serve).await;
         Ok(())
     }
@@ -305,7 +356,11 @@ impl Broker {
 
     /// Clients currently connected.
     pub fn connected_clients(&self) -> usize {
-        self.shared.listeners.values().map(|l| l.connections.load(Ordering::Relaxed)).sum()
+        self.shared
+            .listeners
+            .values()
+            .map(|l| l.connections.load(Ordering::Relaxed))
+            .sum()
     }
 
     /// Sessions known to the broker: connected clients plus stored persistent sessions.
@@ -342,7 +397,9 @@ impl Drop for Broker {
 
 impl std::fmt::Debug for Broker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Broker").field("state", &*self.state.lock()).finish_non_exhaustive()
+        f.debug_struct("Broker")
+            .field("state", &*self.state.lock())
+            .finish_non_exhaustive()
     }
 }
 
@@ -360,7 +417,12 @@ async fn bind_tcp(host: &str, port: u16) -> std::io::Result<Option<TcpListener>>
     }
 }
 
-async fn accept_loop(socket: TcpListener, shared: Arc<Shared>, listener: Arc<ListenerState>, tracker: TaskTracker) {
+async fn accept_loop(
+    socket: TcpListener,
+    shared: Arc<Shared>,
+    listener: Arc<ListenerState>,
+    tracker: TaskTracker,
+) {
     loop {
         let accepted = tokio::select! {
             _ = shared.cancel.cancelled() => break,
@@ -378,7 +440,13 @@ async fn accept_loop(socket: TcpListener, shared: Arc<Shared>, listener: Arc<Lis
                     tracing::debug!(%peer, "set_nodelay failed: {e}");
                 }
                 tracing::debug!(listener = %listener.name, %peer, "accepted a connection");
-                tracker.spawn(connection::serve(Tcp(stream), shared.clone(), listener.name.clone(), Some(peer), slot));
+                tracker.spawn(connection::serve(
+                    Tcp(stream),
+                    shared.clone(),
+                    listener.name.clone(),
+                    Some(peer),
+                    slot,
+                ));
             }
             Err(e) => {
                 // E.g. EMFILE: back off briefly instead of spinning on the error.

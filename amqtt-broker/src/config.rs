@@ -149,13 +149,34 @@ impl Default for Limits {
 
 /// Plugins this broker knows, by aMQTT dotted path and bare class name.
 pub const KNOWN_PLUGINS: &[(&str, &str)] = &[
-    ("amqtt.plugins.logging_amqtt.EventLoggerPlugin", "EventLoggerPlugin"),
-    ("amqtt.plugins.logging_amqtt.PacketLoggerPlugin", "PacketLoggerPlugin"),
-    ("amqtt.plugins.authentication.AnonymousAuthPlugin", "AnonymousAuthPlugin"),
-    ("amqtt.plugins.authentication.FileAuthPlugin", "FileAuthPlugin"),
-    ("amqtt.plugins.topic_checking.TopicTabooPlugin", "TopicTabooPlugin"),
-    ("amqtt.plugins.topic_checking.TopicAccessControlListPlugin", "TopicAccessControlListPlugin"),
-    ("amqtt.plugins.sys.broker.BrokerSysPlugin", "BrokerSysPlugin"),
+    (
+        "amqtt.plugins.logging_amqtt.EventLoggerPlugin",
+        "EventLoggerPlugin",
+    ),
+    (
+        "amqtt.plugins.logging_amqtt.PacketLoggerPlugin",
+        "PacketLoggerPlugin",
+    ),
+    (
+        "amqtt.plugins.authentication.AnonymousAuthPlugin",
+        "AnonymousAuthPlugin",
+    ),
+    (
+        "amqtt.plugins.authentication.FileAuthPlugin",
+        "FileAuthPlugin",
+    ),
+    (
+        "amqtt.plugins.topic_checking.TopicTabooPlugin",
+        "TopicTabooPlugin",
+    ),
+    (
+        "amqtt.plugins.topic_checking.TopicAccessControlListPlugin",
+        "TopicAccessControlListPlugin",
+    ),
+    (
+        "amqtt.plugins.sys.broker.BrokerSysPlugin",
+        "BrokerSysPlugin",
+    ),
 ];
 
 /// aMQTT's entry-point names, used by the legacy `auth.plugins` / `topic-check.plugins` lists.
@@ -184,8 +205,9 @@ impl BrokerConfig {
     /// Reads a config from a YAML file; every error names the file.
     pub fn from_yaml_file(path: impl AsRef<Path>) -> Result<BrokerConfig, ConfigError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError::new("", format!("cannot read the file: {e}")).in_file(path))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::new("", format!("cannot read the file: {e}")).in_file(path)
+        })?;
         BrokerConfig::from_yaml_str(&text).map_err(|e| e.in_file(path))
     }
 
@@ -213,28 +235,43 @@ impl BrokerConfig {
     /// listener, valid binds, supported listener types, known plugins, sane limits.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if !self.listeners.contains_key("default") {
-            return Err(ConfigError::new("listeners", "a listener named `default` is required"));
+            return Err(ConfigError::new(
+                "listeners",
+                "a listener named `default` is required",
+            ));
         }
         for (name, listener) in &self.listeners {
             check_listener(listener, &join("listeners", name))?;
         }
         for plugin in self.plugins.iter().flatten() {
             if plugin.canonical_name().is_none() {
-                return Err(ConfigError::new(join("plugins", &plugin.name), "unknown plugin"));
+                return Err(ConfigError::new(
+                    join("plugins", &plugin.name),
+                    "unknown plugin",
+                ));
             }
         }
         let l = &self.limits;
         if l.max_packet_size < 2 || l.max_packet_size as u64 > MAX_PACKET_SIZE_LIMIT {
-            return Err(ConfigError::new("max_packet_size", format!("expected 2 to {MAX_PACKET_SIZE_LIMIT}")));
+            return Err(ConfigError::new(
+                "max_packet_size",
+                format!("expected 2 to {MAX_PACKET_SIZE_LIMIT}"),
+            ));
         }
         if l.connect_timeout.is_zero() {
-            return Err(ConfigError::new("connect_timeout", "expected more than 0 seconds"));
+            return Err(ConfigError::new(
+                "connect_timeout",
+                "expected more than 0 seconds",
+            ));
         }
         if l.max_inflight == 0 {
             return Err(ConfigError::new("max_inflight", "expected at least 1"));
         }
         if l.max_queued_messages == 0 {
-            return Err(ConfigError::new("max_queued_messages", "expected at least 1"));
+            return Err(ConfigError::new(
+                "max_queued_messages",
+                "expected at least 1",
+            ));
         }
         Ok(())
     }
@@ -250,7 +287,10 @@ impl Default for BrokerConfig {
         let mut listeners = BTreeMap::new();
         listeners.insert(
             "default".to_owned(),
-            ListenerConfig { bind: Some("127.0.0.1:1883".to_owned()), ..ListenerConfig::default() },
+            ListenerConfig {
+                bind: Some("127.0.0.1:1883".to_owned()),
+                ..ListenerConfig::default()
+            },
         );
         BrokerConfig {
             listeners,
@@ -318,7 +358,10 @@ impl PluginEntry {
 
 /// aMQTT's dotted path for a plugin name (dotted or bare class name), if it is known.
 pub fn canonical_plugin_name(name: &str) -> Option<&'static str> {
-    KNOWN_PLUGINS.iter().find(|(full, short)| *full == name || *short == name).map(|(full, _)| *full)
+    KNOWN_PLUGINS
+        .iter()
+        .find(|(full, short)| *full == name || *short == name)
+        .map(|(full, _)| *full)
 }
 
 /// aMQTT's default plugin set: EventLogger, PacketLogger, AnonymousAuth (allow_anonymous:
@@ -332,8 +375,14 @@ pub fn default_plugins() -> Vec<PluginEntry> {
         Value::Mapping(m)
     };
     vec![
-        PluginEntry { name: "amqtt.plugins.logging_amqtt.EventLoggerPlugin".into(), config: Value::Null },
-        PluginEntry { name: "amqtt.plugins.logging_amqtt.PacketLoggerPlugin".into(), config: Value::Null },
+        PluginEntry {
+            name: "amqtt.plugins.logging_amqtt.EventLoggerPlugin".into(),
+            config: Value::Null,
+        },
+        PluginEntry {
+            name: "amqtt.plugins.logging_amqtt.PacketLoggerPlugin".into(),
+            config: Value::Null,
+        },
         PluginEntry {
             name: "amqtt.plugins.authentication.AnonymousAuthPlugin".into(),
             config: map(&[("allow_anonymous", Value::Bool(true))]),
@@ -350,7 +399,10 @@ pub fn default_plugins() -> Vec<PluginEntry> {
 
 fn parse_root(root: &Mapping) -> Result<BrokerConfig, ConfigError> {
     let mut map = Section::new(root, "")?;
-    let mut config = BrokerConfig { plugins: None, ..BrokerConfig::default() };
+    let mut config = BrokerConfig {
+        plugins: None,
+        ..BrokerConfig::default()
+    };
 
     config.listeners = match map.take("listeners") {
         None => {
@@ -399,7 +451,10 @@ fn parse_limits(map: &mut Section<'_>) -> Result<Limits, ConfigError> {
     if let Some((v, path)) = map.take("connect_timeout") {
         limits.connect_timeout = duration(v, &path)?;
         if limits.connect_timeout.is_zero() {
-            return Err(ConfigError::new(path, "expected a number of seconds greater than 0"));
+            return Err(ConfigError::new(
+                path,
+                "expected a number of seconds greater than 0",
+            ));
         }
     }
     if let Some((v, path)) = map.take("max_keepalive") {
@@ -445,7 +500,11 @@ struct RawListener {
 
 fn parse_listeners(v: &Value, path: &str) -> Result<BTreeMap<String, ListenerConfig>, ConfigError> {
     let Value::Mapping(m) = v else {
-        return Err(expected(path, "a mapping of listener names to listener settings", v));
+        return Err(expected(
+            path,
+            "a mapping of listener names to listener settings",
+            v,
+        ));
     };
     let mut raw = Vec::new();
     for (name, body) in m {
@@ -466,7 +525,11 @@ fn parse_listeners(v: &Value, path: &str) -> Result<BTreeMap<String, ListenerCon
     for (name, r) in &raw {
         // Inheritance: a field a listener does not give comes from `default` (aMQTT copies
         // the fields still equal to the dataclass default; an explicit value wins here).
-        let listener = if name == "default" { default.clone() } else { apply(r, &default) };
+        let listener = if name == "default" {
+            default.clone()
+        } else {
+            apply(r, &default)
+        };
         check_listener(&listener, &join(path, name))?;
         out.insert(name.clone(), listener);
     }
@@ -482,7 +545,10 @@ fn apply(raw: &RawListener, base: &ListenerConfig) -> ListenerConfig {
         cafile: raw.cafile.clone().unwrap_or_else(|| base.cafile.clone()),
         capath: raw.capath.clone().unwrap_or_else(|| base.capath.clone()),
         cadata: raw.cadata.clone().unwrap_or_else(|| base.cadata.clone()),
-        certfile: raw.certfile.clone().unwrap_or_else(|| base.certfile.clone()),
+        certfile: raw
+            .certfile
+            .clone()
+            .unwrap_or_else(|| base.certfile.clone()),
         keyfile: raw.keyfile.clone().unwrap_or_else(|| base.keyfile.clone()),
     }
 }
@@ -501,14 +567,26 @@ fn parse_listener(v: &Value, path: &str) -> Result<RawListener, ConfigError> {
             Value::String(s) if s == "tcp" => ListenerType::Tcp,
             Value::String(s) if s == "ws" => ListenerType::Ws,
             Value::String(s) if s == "external" => ListenerType::External,
-            other => return Err(expected(&path, "one of `tcp`, `ws`, `external` (lowercase)", other)),
+            other => {
+                return Err(expected(
+                    &path,
+                    "one of `tcp`, `ws`, `external` (lowercase)",
+                    other,
+                ))
+            }
         });
     }
     if let Some((v, path)) = map.take("bind") {
         raw.bind = Some(match v {
             Value::Null => None,
             Value::String(s) => Some(s.clone()),
-            other => return Err(expected(&path, "a \"host:port\" string (quote a bare port: \"1883\")", other)),
+            other => {
+                return Err(expected(
+                    &path,
+                    "a \"host:port\" string (quote a bare port: \"1883\")",
+                    other,
+                ))
+            }
         });
     }
     if let Some((v, path)) = map.take("max_connections") {
@@ -551,7 +629,10 @@ fn check_listener(l: &ListenerConfig, path: &str) -> Result<(), ConfigError> {
         parse_bind(bind, l.default_port()).map_err(|m| ConfigError::new(join(path, "bind"), m))?;
     }
     if l.certfile.is_some() != l.keyfile.is_some() {
-        return Err(ConfigError::new(path, "`certfile` and `keyfile` must be given together"));
+        return Err(ConfigError::new(
+            path,
+            "`certfile` and `keyfile` must be given together",
+        ));
     }
     // TODO(#6): TLS and WebSocket listeners come with the transports issue.
     if l.listener_type == ListenerType::Ws {
@@ -561,7 +642,10 @@ fn check_listener(l: &ListenerConfig, path: &str) -> Result<(), ConfigError> {
         ));
     }
     if l.ssl {
-        return Err(ConfigError::new(join(path, "ssl"), "TLS listeners (`ssl: true`) are not supported yet"));
+        return Err(ConfigError::new(
+            join(path, "ssl"),
+            "TLS listeners (`ssl: true`) are not supported yet",
+        ));
     }
     Ok(())
 }
@@ -569,7 +653,9 @@ fn check_listener(l: &ListenerConfig, path: &str) -> Result<(), ConfigError> {
 /// aMQTT's `_split_bindaddr_port`, plus bracketed IPv6 (`[::1]:1883`).
 fn parse_bind(bind: &str, default_port: u16) -> Result<(String, u16), String> {
     const ANY: &str = "0.0.0.0";
-    let bad_port = |p: &str| format!("invalid port {p:?} in {bind:?}: expected \"host:port\" with a port 0..65535");
+    let bad_port = |p: &str| {
+        format!("invalid port {p:?} in {bind:?}: expected \"host:port\" with a port 0..65535")
+    };
     let port_of = |p: &str| p.parse::<u16>().map_err(|_| bad_port(p));
     let bind = bind.trim();
     if bind.is_empty() {
@@ -577,12 +663,16 @@ fn parse_bind(bind: &str, default_port: u16) -> Result<(String, u16), String> {
     }
     if let Some(rest) = bind.strip_prefix('[') {
         let Some((host, after)) = rest.split_once(']') else {
-            return Err(format!("unclosed '[' in {bind:?}: expected \"[ipv6]:port\""));
+            return Err(format!(
+                "unclosed '[' in {bind:?}: expected \"[ipv6]:port\""
+            ));
         };
         return match after.strip_prefix(':') {
             Some(port) => Ok((host.to_owned(), port_of(port)?)),
             None if after.is_empty() => Ok((host.to_owned(), default_port)),
-            None => Err(format!("unexpected {after:?} after ']' in {bind:?}: expected \"[ipv6]:port\"")),
+            None => Err(format!(
+                "unexpected {after:?} after ']' in {bind:?}: expected \"[ipv6]:port\""
+            )),
         };
     }
     if bind.bytes().all(|b| b.is_ascii_digit()) {
@@ -616,12 +706,22 @@ fn parse_plugins(v: &Value, path: &str) -> Result<Option<Vec<PluginEntry>>, Conf
                         }
                     }
                     other => {
-                        return Err(expected(&ipath, "a plugin name or a one-entry mapping `name: config`", other))
+                        return Err(expected(
+                            &ipath,
+                            "a plugin name or a one-entry mapping `name: config`",
+                            other,
+                        ))
                     }
                 }
             }
         }
-        other => return Err(expected(path, "a mapping of plugin names to their config", other)),
+        other => {
+            return Err(expected(
+                path,
+                "a mapping of plugin names to their config",
+                other,
+            ))
+        }
     }
     Ok(Some(out))
 }
@@ -633,20 +733,38 @@ fn plugin_entry(name: &Value, cfg: &Value, path: &str) -> Result<PluginEntry, Co
     let ppath = join(path, name);
     if canonical_plugin_name(name).is_none() {
         let known: Vec<&str> = KNOWN_PLUGINS.iter().map(|(full, _)| *full).collect();
-        return Err(ConfigError::new(ppath, format!("unknown plugin; known plugins: {}", known.join(", "))));
+        return Err(ConfigError::new(
+            ppath,
+            format!("unknown plugin; known plugins: {}", known.join(", ")),
+        ));
     }
     match cfg {
         Value::Null | Value::Mapping(_) => {}
-        other => return Err(expected(&ppath, "the plugin's config as a mapping (or nothing)", other)),
+        other => {
+            return Err(expected(
+                &ppath,
+                "the plugin's config as a mapping (or nothing)",
+                other,
+            ))
+        }
     }
-    Ok(PluginEntry { name: name.clone(), config: cfg.clone() })
+    Ok(PluginEntry {
+        name: name.clone(),
+        config: cfg.clone(),
+    })
 }
 
 fn parse_legacy_auth(v: &Value, path: &str) -> Result<Option<Mapping>, ConfigError> {
     let m = match v {
         Value::Null => return Ok(None),
         Value::Mapping(m) => m,
-        other => return Err(expected(path, "a mapping (deprecated `auth:` section)", other)),
+        other => {
+            return Err(expected(
+                path,
+                "a mapping (deprecated `auth:` section)",
+                other,
+            ))
+        }
     };
     let mut map = Section::new(m, path)?;
     let mut out = Mapping::new();
@@ -657,10 +775,15 @@ fn parse_legacy_auth(v: &Value, path: &str) -> Result<Option<Mapping>, ConfigErr
         out.insert("allow_anonymous".into(), Value::Bool(boolean(v, &p)?));
     }
     if let Some((v, p)) = map.take("password_file") {
-        out.insert("password_file".into(), opt_string(v, &p)?.map_or(Value::Null, Value::String));
+        out.insert(
+            "password_file".into(),
+            opt_string(v, &p)?.map_or(Value::Null, Value::String),
+        );
     }
     map.finish()?;
-    tracing::warn!("the `auth:` config section is deprecated; configure plugins in `plugins:` instead");
+    tracing::warn!(
+        "the `auth:` config section is deprecated; configure plugins in `plugins:` instead"
+    );
     Ok(Some(out))
 }
 
@@ -668,7 +791,13 @@ fn parse_legacy_topic_check(v: &Value, path: &str) -> Result<Option<Mapping>, Co
     let m = match v {
         Value::Null => return Ok(None),
         Value::Mapping(m) => m,
-        other => return Err(expected(path, "a mapping (deprecated `topic-check:` section)", other)),
+        other => {
+            return Err(expected(
+                path,
+                "a mapping (deprecated `topic-check:` section)",
+                other,
+            ))
+        }
     };
     let mut map = Section::new(m, path)?;
     let mut out = Mapping::new();
@@ -682,13 +811,21 @@ fn parse_legacy_topic_check(v: &Value, path: &str) -> Result<Option<Mapping>, Co
         if let Some((v, p)) = map.take(key) {
             match v {
                 Value::Null | Value::Mapping(_) | Value::Sequence(_) => {}
-                other => return Err(expected(&p, "a mapping of user names to lists of topic filters", other)),
+                other => {
+                    return Err(expected(
+                        &p,
+                        "a mapping of user names to lists of topic filters",
+                        other,
+                    ))
+                }
             }
             out.insert(key.into(), v.clone());
         }
     }
     map.finish()?;
-    tracing::warn!("the `topic-check:` config section is deprecated; configure plugins in `plugins:` instead");
+    tracing::warn!(
+        "the `topic-check:` config section is deprecated; configure plugins in `plugins:` instead"
+    );
     Ok(Some(out))
 }
 
@@ -702,7 +839,10 @@ fn legacy_plugin_list(v: &Value, path: &str) -> Result<Value, ConfigError> {
             Value::String(_) => {
                 return Err(ConfigError::new(
                     format!("{path}[{i}]"),
-                    format!("unknown plugin; known names: {}", LEGACY_PLUGIN_NAMES.join(", ")),
+                    format!(
+                        "unknown plugin; known names: {}",
+                        LEGACY_PLUGIN_NAMES.join(", ")
+                    ),
                 ))
             }
             other => return Err(expected(&format!("{path}[{i}]"), "a plugin name", other)),
@@ -735,7 +875,10 @@ impl<'a> Section<'a> {
             }
             entries.push((norm, v, false));
         }
-        Ok(Section { path: path.to_owned(), entries })
+        Ok(Section {
+            path: path.to_owned(),
+            entries,
+        })
     }
 
     /// The value of `key` (underscore spelling; the dashed one matches too) and its path.
@@ -821,8 +964,12 @@ fn boolean(v: &Value, path: &str) -> Result<bool, ConfigError> {
     match v {
         Value::Bool(b) => Ok(*b),
         // PyYAML reads YAML 1.1 booleans; aMQTT configs may use them.
-        Value::String(s) if matches!(s.as_str(), "on" | "yes" | "On" | "Yes" | "ON" | "YES") => Ok(true),
-        Value::String(s) if matches!(s.as_str(), "off" | "no" | "Off" | "No" | "OFF" | "NO") => Ok(false),
+        Value::String(s) if matches!(s.as_str(), "on" | "yes" | "On" | "Yes" | "ON" | "YES") => {
+            Ok(true)
+        }
+        Value::String(s) if matches!(s.as_str(), "off" | "no" | "Off" | "No" | "OFF" | "NO") => {
+            Ok(false)
+        }
         other => Err(expected(path, "true or false", other)),
     }
 }
@@ -848,7 +995,9 @@ mod tests {
 
     #[test]
     fn test_config_with_port_zero_parses() {
-        let c = BrokerConfig::from_yaml_str("listeners: {default: {type: tcp, bind: \"127.0.0.1:0\"}}").unwrap();
+        let c =
+            BrokerConfig::from_yaml_str("listeners: {default: {type: tcp, bind: \"127.0.0.1:0\"}}")
+                .unwrap();
         let l = c.default_listener().unwrap();
         assert_eq!(l.bind_host_port(), Some(("127.0.0.1".to_owned(), 0)));
         assert_eq!(c.plugins, Some(default_plugins()));
@@ -871,20 +1020,29 @@ plugins:
 ";
         let c = BrokerConfig::from_yaml_str(yaml).unwrap();
         assert_eq!(c.plugins, Some(default_plugins()));
-        assert_eq!(c.default_listener().unwrap().bind_host_port(), Some(("0.0.0.0".into(), 1883)));
+        assert_eq!(
+            c.default_listener().unwrap().bind_host_port(),
+            Some(("0.0.0.0".into(), 1883))
+        );
     }
 
     #[test]
     fn empty_document_is_amqtt_default_on_all_interfaces() {
         let c = BrokerConfig::from_yaml_str("").unwrap();
-        assert_eq!(c.default_listener().unwrap().bind.as_deref(), Some("0.0.0.0:1883"));
+        assert_eq!(
+            c.default_listener().unwrap().bind.as_deref(),
+            Some("0.0.0.0:1883")
+        );
     }
 
     #[test]
     fn broker_config_default_listens_on_localhost_only() {
         let c = BrokerConfig::default();
         c.validate().unwrap();
-        assert_eq!(c.default_listener().unwrap().bind.as_deref(), Some("127.0.0.1:1883"));
+        assert_eq!(
+            c.default_listener().unwrap().bind.as_deref(),
+            Some("127.0.0.1:1883")
+        );
     }
 
     #[test]
@@ -928,7 +1086,10 @@ plugins:
         )
         .unwrap();
         assert_eq!(c.listeners["other"].max_connections, 0);
-        assert_eq!(c.listeners["other"].bind_host_port(), Some(("0.0.0.0".into(), 1884)));
+        assert_eq!(
+            c.listeners["other"].bind_host_port(),
+            Some(("0.0.0.0".into(), 1884))
+        );
     }
 
     #[test]
@@ -973,7 +1134,10 @@ plugins:
         assert_eq!(parse_bind("", 1883), Ok(("0.0.0.0".into(), 1883)));
         assert_eq!(parse_bind("1884", 1883), Ok(("0.0.0.0".into(), 1884)));
         assert_eq!(parse_bind(":1884", 1883), Ok(("0.0.0.0".into(), 1884)));
-        assert_eq!(parse_bind("example.org", 8883), Ok(("example.org".into(), 8883)));
+        assert_eq!(
+            parse_bind("example.org", 8883),
+            Ok(("example.org".into(), 8883))
+        );
         assert_eq!(parse_bind("::1:1884", 1883), Ok(("::1".into(), 1884)));
         assert_eq!(parse_bind("[::1]:1884", 1883), Ok(("::1".into(), 1884)));
         assert!(parse_bind("[::1:1884", 1883).is_err());
@@ -1011,7 +1175,10 @@ plugins:
         .unwrap();
         let plugins = c.plugins.unwrap();
         assert_eq!(plugins.len(), 2);
-        assert_eq!(plugins[1].canonical_name(), Some("amqtt.plugins.authentication.FileAuthPlugin"));
+        assert_eq!(
+            plugins[1].canonical_name(),
+            Some("amqtt.plugins.authentication.FileAuthPlugin")
+        );
         assert!(matches!(plugins[1].config, Value::Mapping(_)));
     }
 
@@ -1047,7 +1214,10 @@ topic-check:
 
     #[test]
     fn limits_are_read_and_checked() {
-        let c = BrokerConfig::from_yaml_str("max_packet_size: 2048\nconnect-timeout: 2.5\nmax_inflight: 5").unwrap();
+        let c = BrokerConfig::from_yaml_str(
+            "max_packet_size: 2048\nconnect-timeout: 2.5\nmax_inflight: 5",
+        )
+        .unwrap();
         assert_eq!(c.limits.max_packet_size, 2048);
         assert_eq!(c.limits.connect_timeout, Duration::from_millis(2500));
         assert_eq!(c.limits.max_inflight, 5);
@@ -1064,7 +1234,10 @@ topic-check:
     fn wrong_type_names_what_was_expected() {
         let e = err("session_expiry_interval: soon");
         assert_eq!(e.key, "session_expiry_interval");
-        assert_eq!(e.message, "expected a number of seconds (0 or more), got \"soon\" (a string)");
+        assert_eq!(
+            e.message,
+            "expected a number of seconds (0 or more), got \"soon\" (a string)"
+        );
     }
 
     #[test]
@@ -1081,7 +1254,11 @@ topic-check:
         std::fs::write(&path, "listeners: {default: {bind: 1883}}\n").unwrap();
         let e = BrokerConfig::from_yaml_file(&path).unwrap_err();
         assert_eq!(e.file.as_deref(), Some(path.as_path()));
-        assert!(e.to_string().starts_with(&format!("{}: listeners.default.bind: ", path.display())), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with(&format!("{}: listeners.default.bind: ", path.display())),
+            "{e}"
+        );
         let missing = BrokerConfig::from_yaml_file(dir.join("missing.yaml")).unwrap_err();
         assert!(missing.to_string().contains("missing.yaml"), "{missing}");
         std::fs::remove_dir_all(&dir).unwrap();

@@ -22,7 +22,9 @@ use bytes::BytesMut;
 use mqtt_codec::packet::{Packet, SubAckReturnCode};
 use mqtt_codec::server::{CloseReason, ServerConnection, ServerEvent};
 use mqtt_codec::session::{Message, Session};
-use mqtt_codec::{Connect, ConnectReturnCode, LastWill, OutBuf, Publish, QoS, Subscribe, Unsubscribe};
+use mqtt_codec::{
+    Connect, ConnectReturnCode, LastWill, OutBuf, Publish, QoS, Subscribe, Unsubscribe,
+};
 use rand::distributions::{Alphanumeric, DistString};
 use tokio_util::sync::CancellationToken;
 
@@ -57,9 +59,15 @@ pub(crate) struct Slot(Arc<ListenerState>);
 impl ListenerState {
     /// Takes a connection slot, or `None` when `max_connections` are already served.
     pub(crate) fn try_acquire(self: &Arc<Self>) -> Option<Slot> {
-        let max = if self.max_connections == 0 { usize::MAX } else { self.max_connections };
+        let max = if self.max_connections == 0 {
+            usize::MAX
+        } else {
+            self.max_connections
+        };
         self.connections
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
             .ok()
             .map(|_| Slot(self.clone()))
     }
@@ -115,7 +123,13 @@ enum Step {
 
 /// Serves one connection until it closes. Cancel-safe in the sense that shutdown is signalled
 /// through the broker's token, not by dropping this future.
-pub(crate) async fn serve<T: Transport>(io: T, shared: Arc<Shared>, listener: Arc<str>, peer: Option<SocketAddr>, slot: Slot) {
+pub(crate) async fn serve<T: Transport>(
+    io: T,
+    shared: Arc<Shared>,
+    listener: Arc<str>,
+    peer: Option<SocketAddr>,
+    slot: Slot,
+) {
     let machine = ServerConnection::new(shared.server_config.clone(), now());
     let conn = Conn {
         io,
@@ -160,7 +174,14 @@ impl<T: Transport> Conn<T> {
             let mail_ok = self.attached.is_some() && self.out.len() < WRITE_HIGH_WATER;
             let reading = self.out.len() < READ_PAUSE;
             let step = {
-                let Conn { io, out, rbuf, attached, kick, .. } = &mut self;
+                let Conn {
+                    io,
+                    out,
+                    rbuf,
+                    attached,
+                    kick,
+                    ..
+                } = &mut self;
                 let wake = async {
                     match attached {
                         Some(a) => a.sub.wake.notified().await,
@@ -194,11 +215,15 @@ impl<T: Transport> Conn<T> {
                     self.end = if self.shared.cancel.is_cancelled() {
                         End::Shutdown
                     } else {
-                        End::Abnormal("taken over by a new connection with the same client id".into())
+                        End::Abnormal(
+                            "taken over by a new connection with the same client id".into(),
+                        )
                     };
                     self.machine.close();
                 }
-                Step::Read(Ok(0)) => self.lost("connection closed by the client without DISCONNECT"),
+                Step::Read(Ok(0)) => {
+                    self.lost("connection closed by the client without DISCONNECT")
+                }
                 Step::Read(Err(e)) => self.lost(&format!("read error: {e}")),
                 Step::Read(Ok(_)) => {
                     if let Err(e) = self.machine.handle_read(now(), &mut self.rbuf) {
@@ -258,8 +283,12 @@ impl<T: Transport> Conn<T> {
             ServerEvent::Closed(reason) => {
                 let why = match reason {
                     CloseReason::Protocol(e) => format!("protocol violation: {e}"),
-                    CloseReason::ConnectTimeout => "no CONNECT within the connect timeout".to_owned(),
-                    CloseReason::KeepAliveTimeout => "keep-alive expired [MQTT-3.1.2-24]".to_owned(),
+                    CloseReason::ConnectTimeout => {
+                        "no CONNECT within the connect timeout".to_owned()
+                    }
+                    CloseReason::KeepAliveTimeout => {
+                        "keep-alive expired [MQTT-3.1.2-24]".to_owned()
+                    }
                 };
                 self.lost(&why);
             }
@@ -267,11 +296,15 @@ impl<T: Transport> Conn<T> {
     }
 
     fn emit_packet(&self, build: impl FnOnce() -> Packet) {
-        self.shared.events.emit_packet(self.attached.as_ref().map(|a| &*a.info), build);
+        self.shared
+            .events
+            .emit_packet(self.attached.as_ref().map(|a| &*a.info), build);
     }
 
     async fn on_connect(&mut self, connect: Connect) {
-        self.shared.events.emit_packet(None, || Packet::Connect(Box::new(connect.clone())));
+        self.shared
+            .events
+            .emit_packet(None, || Packet::Connect(Box::new(connect.clone())));
         let client_id: Arc<str> = if connect.client_id.is_empty() {
             if !connect.clean_session {
                 // [MQTT-3.1.3-8] an empty client id requires clean session 1.
@@ -280,7 +313,11 @@ impl<T: Transport> Conn<T> {
                 return;
             }
             // [MQTT-3.1.3-6] assign a unique id, in aMQTT's format.
-            format!("amqtt/{}", Alphanumeric.sample_string(&mut rand::thread_rng(), 16)).into()
+            format!(
+                "amqtt/{}",
+                Alphanumeric.sample_string(&mut rand::thread_rng(), 16)
+            )
+            .into()
         } else {
             connect.client_id.as_str().into()
         };
@@ -295,7 +332,10 @@ impl<T: Transport> Conn<T> {
         let code = self
             .shared
             .access
-            .authenticate(ConnectRequest { client: &info, password: connect.password.as_ref() })
+            .authenticate(ConnectRequest {
+                client: &info,
+                password: connect.password.as_ref(),
+            })
             .await;
         if code != ConnectReturnCode::Accepted {
             tracing::info!(client_id = %info.client_id, peer = ?self.peer, "refused CONNECT: {code}");
@@ -316,8 +356,15 @@ impl<T: Transport> Conn<T> {
             session_present,
             "client connected"
         );
-        self.shared.events.emit(|| BrokerEvent::ClientConnected { client: &info, session_present });
-        self.attached = Some(Attached { sub, info, will: connect.will });
+        self.shared.events.emit(|| BrokerEvent::ClientConnected {
+            client: &info,
+            session_present,
+        });
+        self.attached = Some(Attached {
+            sub,
+            info,
+            will: connect.will,
+        });
     }
 
     /// Makes this connection the one driving the session of `info.client_id`, taking it over
@@ -349,7 +396,10 @@ impl<T: Transport> Conn<T> {
                         old.kick.cancel();
                     }
                     None => {
-                        state.online = Some(Online { conn_id: self.conn_id, kick: self.kick.clone() });
+                        state.online = Some(Online {
+                            conn_id: self.conn_id,
+                            kick: self.kick.clone(),
+                        });
                         state.info = info.clone();
                         let store = &shared.router.sessions;
                         let resumed = if info.clean_session {
@@ -364,7 +414,8 @@ impl<T: Transport> Conn<T> {
                         state.persistent = !info.clean_session;
                         drop(state);
                         let present = resumed.is_some();
-                        let session = resumed.map_or_else(|| Session::new(shared.session_limits), |s| s.session);
+                        let session = resumed
+                            .map_or_else(|| Session::new(shared.session_limits), |s| s.session);
                         return Some((sub.clone(), session, present));
                     }
                 }
@@ -382,7 +433,9 @@ impl<T: Transport> Conn<T> {
 
     fn on_publish(&mut self, publish: Publish) {
         self.emit_packet(|| Packet::Publish(publish.clone()));
-        let Some(attached) = &self.attached else { return };
+        let Some(attached) = &self.attached else {
+            return;
+        };
         let shared = &self.shared;
         let topic = publish.topic;
         if topic.as_str().starts_with("$SYS") {
@@ -394,18 +447,32 @@ impl<T: Transport> Conn<T> {
             tracing::warn!(client_id = %attached.info.client_id, "dropped a PUBLISH whose topic has too many levels");
             return;
         }
-        if shared.filters_topics && !shared.access.check_topic(&attached.info, topic.as_str(), Action::Publish) {
+        if shared.filters_topics
+            && !shared
+                .access
+                .check_topic(&attached.info, topic.as_str(), Action::Publish)
+        {
             tracing::info!(client_id = %attached.info.client_id, %topic, "PUBLISH denied by topic filtering");
             return;
         }
-        let message = Message { topic, payload: publish.payload, qos: publish.qos_pid.qos(), retain: publish.retain };
-        shared.events.emit(|| BrokerEvent::MessageReceived { client: &attached.info, message: &message });
+        let message = Message {
+            topic,
+            payload: publish.payload,
+            qos: publish.qos_pid.qos(),
+            retain: publish.retain,
+        };
+        shared.events.emit(|| BrokerEvent::MessageReceived {
+            client: &attached.info,
+            message: &message,
+        });
         shared.router.route(Some(&attached.info), &message);
     }
 
     fn on_subscribe(&mut self, subscribe: Subscribe) {
         self.emit_packet(|| Packet::Subscribe(subscribe.clone()));
-        let Some(attached) = &self.attached else { return };
+        let Some(attached) = &self.attached else {
+            return;
+        };
         let shared = &self.shared;
         let mut codes = Vec::with_capacity(subscribe.filters.len());
         let mut granted = Vec::with_capacity(subscribe.filters.len());
@@ -414,13 +481,20 @@ impl<T: Transport> Conn<T> {
             for (filter, qos) in subscribe.filters {
                 let too_deep = filter.levels().count() > shared.config.limits.max_topic_levels;
                 if too_deep
-                    || (shared.filters_topics && !shared.access.check_topic(&attached.info, filter.as_str(), Action::Subscribe))
+                    || (shared.filters_topics
+                        && !shared.access.check_topic(
+                            &attached.info,
+                            filter.as_str(),
+                            Action::Subscribe,
+                        ))
                 {
                     tracing::info!(client_id = %attached.info.client_id, %filter, "SUBSCRIBE refused");
                     codes.push(SubAckReturnCode::Failure);
                     continue;
                 }
-                shared.router.subscribe(&attached.sub, &mut state, filter.clone(), qos);
+                shared
+                    .router
+                    .subscribe(&attached.sub, &mut state, filter.clone(), qos);
                 codes.push(SubAckReturnCode::Success(qos));
                 granted.push((filter, qos));
             }
@@ -430,13 +504,21 @@ impl<T: Transport> Conn<T> {
         let mut retained = Vec::new();
         for (filter, qos) in &granted {
             tracing::debug!(client_id = %attached.info.client_id, %filter, qos = qos.as_u8(), "subscribed");
-            shared.events.emit(|| BrokerEvent::ClientSubscribed { client: &attached.info, filter, qos: *qos });
+            shared.events.emit(|| BrokerEvent::ClientSubscribed {
+                client: &attached.info,
+                filter,
+                qos: *qos,
+            });
             // [MQTT-3.3.1-6] matching retained messages go to the new subscription, retain 1.
             retained.clear();
             shared.router.retained.matching(filter, &mut retained);
             for mut message in retained.drain(..) {
                 if shared.filters_topics
-                    && !shared.access.check_topic(&attached.info, message.topic.as_str(), Action::Receive)
+                    && !shared.access.check_topic(
+                        &attached.info,
+                        message.topic.as_str(),
+                        Action::Receive,
+                    )
                 {
                     continue;
                 }
@@ -451,12 +533,21 @@ impl<T: Transport> Conn<T> {
 
     fn on_unsubscribe(&mut self, unsubscribe: Unsubscribe) {
         self.emit_packet(|| Packet::Unsubscribe(unsubscribe.clone()));
-        let Some(attached) = &self.attached else { return };
+        let Some(attached) = &self.attached else {
+            return;
+        };
         {
             let mut state = attached.sub.state.lock();
             for filter in &unsubscribe.filters {
-                if self.shared.router.unsubscribe(&attached.sub, &mut state, filter) {
-                    self.shared.events.emit(|| BrokerEvent::ClientUnsubscribed { client: &attached.info, filter });
+                if self
+                    .shared
+                    .router
+                    .unsubscribe(&attached.sub, &mut state, filter)
+                {
+                    self.shared.events.emit(|| BrokerEvent::ClientUnsubscribed {
+                        client: &attached.info,
+                        filter,
+                    });
                 }
             }
         }
@@ -465,13 +556,15 @@ impl<T: Transport> Conn<T> {
 
     /// Moves everything routed to this client into the state machine.
     fn drain_mailbox(&mut self) {
-        let Some(attached) = &self.attached else { return };
+        let Some(attached) = &self.attached else {
+            return;
+        };
         let batch = std::mem::take(&mut attached.sub.state.lock().mailbox);
         let now = now();
         for message in batch {
             if let Some(dropped) = self.machine.publish(now, message) {
                 let n = attached.sub.count_drop();
-                if n == 1 || n % 1000 == 0 {
+                if n == 1 || n.is_multiple_of(1000) {
                     tracing::warn!(client_id = %attached.info.client_id, topic = %dropped.topic, dropped_total = n, "dropped a message: the client's session queue is full");
                 }
             }
@@ -497,7 +590,9 @@ impl<T: Transport> Conn<T> {
         {
             tracing::debug!(peer = ?self.peer, "closing flush did not complete: {e}");
         }
-        let Some(attached) = self.attached.take() else { return };
+        let Some(attached) = self.attached.take() else {
+            return;
+        };
         let shared = self.shared.clone();
         let (graceful, why) = match &self.end {
             End::Graceful => (true, "DISCONNECT".to_owned()),
@@ -522,10 +617,18 @@ impl<T: Transport> Conn<T> {
                         sub.count_drop();
                     }
                 }
-                let subscriptions = state.subscriptions.iter().map(|(f, q)| (f.clone(), *q)).collect();
+                let subscriptions = state
+                    .subscriptions
+                    .iter()
+                    .map(|(f, q)| (f.clone(), *q))
+                    .collect();
                 shared.router.sessions.save(
                     &sub.client_id,
-                    StoredSession { session, subscriptions, disconnected_at: SystemTime::now() },
+                    StoredSession {
+                        session,
+                        subscriptions,
+                        disconnected_at: SystemTime::now(),
+                    },
                 );
             } else {
                 shared.router.unsubscribe_all(&sub, &mut state);
@@ -535,7 +638,10 @@ impl<T: Transport> Conn<T> {
         }
         sub.released.notify_waiters();
         tracing::info!(client_id = %attached.info.client_id, reason = %why, "client disconnected");
-        shared.events.emit(|| BrokerEvent::ClientDisconnected { client: &attached.info, graceful });
+        shared.events.emit(|| BrokerEvent::ClientDisconnected {
+            client: &attached.info,
+            graceful,
+        });
     }
 }
 
@@ -547,6 +653,11 @@ fn publish_will(shared: &Shared, info: &ClientInfo, will: LastWill) {
         return;
     }
     tracing::debug!(client_id = %info.client_id, topic = %will.topic, "publishing will");
-    let message = Message { topic: will.topic, payload: will.payload, qos: will.qos, retain: will.retain };
+    let message = Message {
+        topic: will.topic,
+        payload: will.payload,
+        qos: will.qos,
+        retain: will.retain,
+    };
     shared.router.route(Some(info), &message);
 }

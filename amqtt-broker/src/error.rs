@@ -24,7 +24,11 @@ pub struct ConfigError {
 impl ConfigError {
     /// An error at `key` (a dotted path) with `message`; the file is filled in by the loader.
     pub fn new(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
-        ConfigError { file: None, key: key.into(), message: message.into() }
+        ConfigError {
+            file: None,
+            key: key.into(),
+            message: message.into(),
+        }
     }
 
     /// The same error, attributed to `file`.
@@ -94,8 +98,12 @@ mod tests {
 
     #[test]
     fn config_error_names_file_key_and_problem() {
-        let err = ConfigError::new("listeners.default.bind", "expected \"host:port\"").in_file("b.yaml");
-        assert_eq!(err.to_string(), "b.yaml: listeners.default.bind: expected \"host:port\"");
+        let err =
+            ConfigError::new("listeners.default.bind", "expected \"host:port\"").in_file("b.yaml");
+        assert_eq!(
+            err.to_string(),
+            "b.yaml: listeners.default.bind: expected \"host:port\""
+        );
     }
 
     #[test]

@@ -149,7 +149,10 @@ impl Events {
         if self.packets {
             if let Some(hook) = &self.hook {
                 let packet = build();
-                hook.on_event(&BrokerEvent::PacketReceived { client, packet: &packet });
+                hook.on_event(&BrokerEvent::PacketReceived {
+                    client,
+                    packet: &packet,
+                });
             }
         }
     }
@@ -163,6 +166,9 @@ impl Events {
 
 impl std::fmt::Debug for Events {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Events").field("hooked", &self.hook.is_some()).field("packets", &self.packets).finish()
+        f.debug_struct("Events")
+            .field("hooked", &self.hook.is_some())
+            .field("packets", &self.packets)
+            .finish()
     }
 }

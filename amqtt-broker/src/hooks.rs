@@ -82,7 +82,10 @@ pub trait AccessControl: Send + Sync + 'static {
 pub struct AllowAll;
 
 impl AccessControl for AllowAll {
-    fn authenticate<'a>(&'a self, _request: ConnectRequest<'a>) -> BoxFuture<'a, ConnectReturnCode> {
+    fn authenticate<'a>(
+        &'a self,
+        _request: ConnectRequest<'a>,
+    ) -> BoxFuture<'a, ConnectReturnCode> {
         Box::pin(std::future::ready(ConnectReturnCode::Accepted))
     }
 

@@ -38,4 +38,6 @@ pub use config::{BrokerConfig, Limits, ListenerConfig, ListenerType, PluginEntry
 pub use error::{BrokerError, ConfigError};
 pub use events::{BrokerEvent, EventHook, LifecycleEvent};
 pub use hooks::{AccessControl, Action, AllowAll, ClientInfo, ConnectRequest};
-pub use store::{MemoryRetainedStore, MemorySessionStore, RetainedStore, SessionStore, StoredSession};
+pub use store::{
+    MemoryRetainedStore, MemorySessionStore, RetainedStore, SessionStore, StoredSession,
+};

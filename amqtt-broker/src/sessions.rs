@@ -85,7 +85,11 @@ impl Subscriber {
 
     /// Hands `message` to the online connection's mailbox, bounded by `max_queued`: when full,
     /// a QoS 0 message is dropped, a QoS 1/2 one replaces the oldest queued message.
-    pub(crate) fn deliver_online(state: &mut SubscriberState, message: Message, max_queued: usize) -> Delivery {
+    pub(crate) fn deliver_online(
+        state: &mut SubscriberState,
+        message: Message,
+        max_queued: usize,
+    ) -> Delivery {
         if state.mailbox.len() >= max_queued {
             if message.qos == QoS::AtMostOnce {
                 return Delivery::Dropped(message);
@@ -146,7 +150,10 @@ impl Registry {
     /// Removes `sub` if it is still the registered entry for its id.
     pub(crate) fn remove(&self, sub: &Arc<Subscriber>) {
         let mut entries = self.entries.lock();
-        if entries.get(&sub.client_id).is_some_and(|e| Arc::ptr_eq(e, sub)) {
+        if entries
+            .get(&sub.client_id)
+            .is_some_and(|e| Arc::ptr_eq(e, sub))
+        {
             entries.remove(&sub.client_id);
         }
     }

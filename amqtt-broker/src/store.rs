@@ -128,7 +128,12 @@ impl RetainedStore for MemoryRetainedStore {
             }
             return;
         }
-        out.extend(messages.values().filter(|m| filter.matches(&m.topic)).cloned());
+        out.extend(
+            messages
+                .values()
+                .filter(|m| filter.matches(&m.topic))
+                .cloned(),
+        );
     }
 
     fn len(&self) -> usize {
@@ -148,7 +153,9 @@ const SHARDS: usize = 16;
 impl MemorySessionStore {
     /// An empty store.
     pub fn new() -> MemorySessionStore {
-        MemorySessionStore { shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect() }
+        MemorySessionStore {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+        }
     }
 
     fn shard(&self, client_id: &str) -> &Mutex<HashMap<String, StoredSession>> {
@@ -167,7 +174,9 @@ impl Default for MemorySessionStore {
 
 impl SessionStore for MemorySessionStore {
     fn save(&self, client_id: &str, session: StoredSession) {
-        self.shard(client_id).lock().insert(client_id.to_owned(), session);
+        self.shard(client_id)
+            .lock()
+            .insert(client_id.to_owned(), session);
     }
 
     fn take(&self, client_id: &str) -> Option<StoredSession> {
@@ -199,7 +208,10 @@ impl SessionStore for MemorySessionStore {
             out.extend(
                 shard
                     .iter()
-                    .filter(|(_, s)| now.duration_since(s.disconnected_at).is_ok_and(|age| age >= max_age))
+                    .filter(|(_, s)| {
+                        now.duration_since(s.disconnected_at)
+                            .is_ok_and(|age| age >= max_age)
+                    })
                     .map(|(id, _)| id.clone()),
             );
         }
@@ -245,7 +257,10 @@ mod tests {
         store.retain(msg("x", b"2"));
         let mut out = Vec::new();
         store.matching(&TopicFilter::new("#").unwrap(), &mut out);
-        assert_eq!(out.iter().map(|m| m.topic.as_str()).collect::<Vec<_>>(), vec!["x"]);
+        assert_eq!(
+            out.iter().map(|m| m.topic.as_str()).collect::<Vec<_>>(),
+            vec!["x"]
+        );
         out.clear();
         store.matching(&TopicFilter::new("$SYS/x").unwrap(), &mut out);
         assert_eq!(out.len(), 1);
@@ -255,10 +270,17 @@ mod tests {
     fn offline_session_expiry_reports_old_sessions_only() {
         let store = MemorySessionStore::new();
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
-        let stored = |at| StoredSession { session: Session::default(), subscriptions: vec![], disconnected_at: at };
+        let stored = |at| StoredSession {
+            session: Session::default(),
+            subscriptions: vec![],
+            disconnected_at: at,
+        };
         store.save("old", stored(t0));
         store.save("new", stored(t0 + Duration::from_secs(50)));
-        assert_eq!(store.expired(t0 + Duration::from_secs(60), Duration::from_secs(30)), vec!["old".to_owned()]);
+        assert_eq!(
+            store.expired(t0 + Duration::from_secs(60), Duration::from_secs(30)),
+            vec!["old".to_owned()]
+        );
         assert!(store.remove("old"));
         assert_eq!(store.len(), 1);
         assert!(store.take("new").is_some());

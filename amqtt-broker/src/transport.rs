@@ -23,10 +23,18 @@ const MAX_IOVECS: usize = 64;
 /// A connection's byte stream.
 pub(crate) trait Transport: Send + Unpin + 'static {
     /// Reads into `buf` (reserving space as needed). `Ok(0)`: end of stream.
-    fn poll_read_into(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>>;
+    fn poll_read_into(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+    ) -> Poll<io::Result<usize>>;
 
     /// Writes from the front of `out` and advances it; returns the number of bytes written.
-    fn poll_write_from(&mut self, cx: &mut Context<'_>, out: &mut OutBuf) -> Poll<io::Result<usize>>;
+    fn poll_write_from(
+        &mut self,
+        cx: &mut Context<'_>,
+        out: &mut OutBuf,
+    ) -> Poll<io::Result<usize>>;
 
     /// Shuts the write side down.
     fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
@@ -41,7 +49,11 @@ pub(crate) struct Tcp(pub(crate) TcpStream);
 pub(crate) struct Stream<S>(pub(crate) S);
 
 impl Transport for Tcp {
-    fn poll_read_into(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
+    fn poll_read_into(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+    ) -> Poll<io::Result<usize>> {
         loop {
             ready!(self.0.poll_read_ready(cx))?;
             if buf.capacity() - buf.len() < READ_CHUNK / 4 {
@@ -56,7 +68,11 @@ impl Transport for Tcp {
         }
     }
 
-    fn poll_write_from(&mut self, cx: &mut Context<'_>, out: &mut OutBuf) -> Poll<io::Result<usize>> {
+    fn poll_write_from(
+        &mut self,
+        cx: &mut Context<'_>,
+        out: &mut OutBuf,
+    ) -> Poll<io::Result<usize>> {
         write_vectored(Pin::new(&mut self.0), cx, out)
     }
 
@@ -66,14 +82,22 @@ impl Transport for Tcp {
 }
 
 impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Transport for Stream<S> {
-    fn poll_read_into(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
+    fn poll_read_into(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+    ) -> Poll<io::Result<usize>> {
         if buf.capacity() - buf.len() < READ_CHUNK / 4 {
             buf.reserve(READ_CHUNK);
         }
         tokio_util::io::poll_read_buf(Pin::new(&mut self.0), cx, buf)
     }
 
-    fn poll_write_from(&mut self, cx: &mut Context<'_>, out: &mut OutBuf) -> Poll<io::Result<usize>> {
+    fn poll_write_from(
+        &mut self,
+        cx: &mut Context<'_>,
+        out: &mut OutBuf,
+    ) -> Poll<io::Result<usize>> {
         write_vectored(Pin::new(&mut self.0), cx, out)
     }
 
@@ -82,7 +106,11 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Transport for Stream<S>
     }
 }
 
-fn write_vectored<W: AsyncWrite + ?Sized>(w: Pin<&mut W>, cx: &mut Context<'_>, out: &mut OutBuf) -> Poll<io::Result<usize>> {
+fn write_vectored<W: AsyncWrite + ?Sized>(
+    w: Pin<&mut W>,
+    cx: &mut Context<'_>,
+    out: &mut OutBuf,
+) -> Poll<io::Result<usize>> {
     let n = if w.is_write_vectored() {
         let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
         let count = out.chunks_vectored(&mut slices);

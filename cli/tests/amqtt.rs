@@ -25,7 +25,11 @@ fn temp_config(name: &str, yaml: &str) -> std::path::PathBuf {
 
 #[test]
 fn version_prints_the_version_and_exits_0() {
-    amqtt().arg("--version").assert().success().stdout(predicate::str::contains(env!("CARGO_PKG_VERSION")));
+    amqtt()
+        .arg("--version")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(env!("CARGO_PKG_VERSION")));
 }
 
 #[test]
@@ -46,13 +50,25 @@ fn bad_config_exits_1_naming_file_key_and_expectation() {
         .timeout(DEADLINE)
         .assert()
         .code(1)
-        .stderr(predicate::str::contains(format!("{}: listeners.default.bind: expected", path.display())));
+        .stderr(predicate::str::contains(format!(
+            "{}: listeners.default.bind: expected",
+            path.display()
+        )));
 }
 
 #[test]
 fn unknown_key_exits_1() {
-    let path = temp_config("unknown", "listeners: {default: {bind: \"127.0.0.1:0\"}}\nmax-qos: 1\n");
-    amqtt().arg("-c").arg(&path).timeout(DEADLINE).assert().code(1).stderr(predicate::str::contains("max_qos: unknown key"));
+    let path = temp_config(
+        "unknown",
+        "listeners: {default: {bind: \"127.0.0.1:0\"}}\nmax-qos: 1\n",
+    );
+    amqtt()
+        .arg("-c")
+        .arg(&path)
+        .timeout(DEADLINE)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("max_qos: unknown key"));
 }
 
 #[test]
@@ -77,7 +93,9 @@ fn wait_listening(child: &mut Child) -> (SocketAddr, mpsc::Receiver<String>) {
         }
     });
     loop {
-        let line = rx.recv_timeout(DEADLINE).expect("the broker logs its listening address");
+        let line = rx
+            .recv_timeout(DEADLINE)
+            .expect("the broker logs its listening address");
         if let Some(rest) = line.split("addr=").nth(1) {
             let addr = rest.split_whitespace().next().unwrap();
             return (addr.parse().unwrap(), rx);
@@ -90,15 +108,27 @@ fn wait_exit(mut child: Child) -> std::process::ExitStatus {
     std::thread::spawn(move || {
         let _ = tx.send(child.wait());
     });
-    rx.recv_timeout(DEADLINE).expect("the broker exits in time").unwrap()
+    rx.recv_timeout(DEADLINE)
+        .expect("the broker exits in time")
+        .unwrap()
 }
 
 #[cfg(unix)]
 #[test]
 #[ignore = "TODO(#3): enabled once the codec's ServerConnection lands on main"]
 fn sigterm_disconnects_clients_and_exits_0() {
-    let path = temp_config("run", "listeners: {default: {type: tcp, bind: \"127.0.0.1:0\"}}\n");
-    let mut child = Command::cargo_bin("amqtt").unwrap().arg("-c").arg(&path).stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
+    let path = temp_config(
+        "run",
+        "listeners: {default: {type: tcp, bind: \"127.0.0.1:0\"}}\n",
+    );
+    let mut child = Command::cargo_bin("amqtt")
+        .unwrap()
+        .arg("-c")
+        .arg(&path)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
     let (addr, logs) = wait_listening(&mut child);
 
     // CONNECT (MQTT 3.1.1, clean session, keep-alive 60, client id "cli-test").
@@ -111,7 +141,10 @@ fn sigterm_disconnects_clients_and_exits_0() {
     sock.read_exact(&mut connack).unwrap();
     assert_eq!(connack, [0x20, 2, 0, 0]);
 
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     // The broker closes the client's connection, then exits 0.
     let mut rest = Vec::new();
@@ -120,5 +153,8 @@ fn sigterm_disconnects_clients_and_exits_0() {
     let status = wait_exit(child);
     assert!(status.success(), "exit status {status:?}");
     let logs: Vec<String> = logs.try_iter().collect();
-    assert!(logs.iter().any(|l| l.contains("SIGTERM received")), "{logs:?}");
+    assert!(
+        logs.iter().any(|l| l.contains("SIGTERM received")),
+        "{logs:?}"
+    );
 }

@@ -74,12 +74,19 @@ impl Router {
     pub(crate) fn route(&self, publisher: Option<&ClientInfo>, message: &Message) -> usize {
         if message.retain {
             match self.retained.retain(message.clone()) {
-                RetainOutcome::Stored => self.events.emit(|| BrokerEvent::RetainedStored { message }),
-                RetainOutcome::Cleared => self.events.emit(|| BrokerEvent::RetainedCleared { topic: &message.topic }),
+                RetainOutcome::Stored => {
+                    self.events.emit(|| BrokerEvent::RetainedStored { message })
+                }
+                RetainOutcome::Cleared => self.events.emit(|| BrokerEvent::RetainedCleared {
+                    topic: &message.topic,
+                }),
                 RetainOutcome::Unchanged => {}
             }
         }
-        self.events.emit(|| BrokerEvent::MessageBroadcast { client: publisher, message });
+        self.events.emit(|| BrokerEvent::MessageBroadcast {
+            client: publisher,
+            message,
+        });
         SCRATCH.with(|cell| match cell.try_borrow_mut() {
             Ok(mut scratch) => self.fan_out(message, &mut scratch),
             // Re-entered (an event hook routing from inside a delivery): use fresh scratch.
@@ -90,7 +97,9 @@ impl Router {
     fn fan_out(&self, message: &Message, scratch: &mut Scratch) -> usize {
         let Scratch { stack, matches } = scratch;
         matches.clear();
-        self.trie.read().matches(message.topic.as_str(), stack, matches);
+        self.trie
+            .read()
+            .matches(message.topic.as_str(), stack, matches);
         if matches.len() > 1 {
             // One copy per subscriber, at the highest QoS it was granted among its matching
             // filters ([MQTT-3.3.5-1]).
@@ -130,7 +139,11 @@ impl Router {
         if state.removed {
             return;
         }
-        if self.filters_topics && !self.access.check_topic(&state.info, message.topic.as_str(), Action::Receive) {
+        if self.filters_topics
+            && !self
+                .access
+                .check_topic(&state.info, message.topic.as_str(), Action::Receive)
+        {
             return;
         }
         if state.online.is_some() {
@@ -145,7 +158,10 @@ impl Router {
                 Delivery::Dropped(dropped) => self.log_drop(sub, &dropped, "its mailbox is full"),
             }
         } else if state.persistent && message.qos != QoS::AtMostOnce {
-            self.events.emit(|| BrokerEvent::OfflineQueued { client_id: &sub.client_id, message: &message });
+            self.events.emit(|| BrokerEvent::OfflineQueued {
+                client_id: &sub.client_id,
+                message: &message,
+            });
             let outcome = self.sessions.enqueue(&sub.client_id, message);
             drop(state);
             if let Enqueued::DroppedOldest(dropped) = outcome {
@@ -156,7 +172,7 @@ impl Router {
 
     fn log_drop(&self, sub: &Subscriber, dropped: &Message, why: &str) {
         let n = sub.count_drop();
-        if n == 1 || n % 1000 == 0 {
+        if n == 1 || n.is_multiple_of(1000) {
             tracing::warn!(
                 client_id = %sub.client_id,
                 topic = %dropped.topic,
@@ -170,17 +186,32 @@ impl Router {
     }
 
     /// Adds (or replaces, [MQTT-3.8.4-3]) a subscription of `sub`, whose state is locked.
-    pub(crate) fn subscribe(&self, sub: &Arc<Subscriber>, state: &mut SubscriberState, filter: TopicFilter, qos: QoS) {
-        self.trie.write().insert(filter.as_str(), SubRef(sub.clone()), qos);
+    pub(crate) fn subscribe(
+        &self,
+        sub: &Arc<Subscriber>,
+        state: &mut SubscriberState,
+        filter: TopicFilter,
+        qos: QoS,
+    ) {
+        self.trie
+            .write()
+            .insert(filter.as_str(), SubRef(sub.clone()), qos);
         state.subscriptions.insert(filter, qos);
     }
 
     /// Removes a subscription of `sub`; returns whether it existed.
-    pub(crate) fn unsubscribe(&self, sub: &Arc<Subscriber>, state: &mut SubscriberState, filter: &TopicFilter) -> bool {
+    pub(crate) fn unsubscribe(
+        &self,
+        sub: &Arc<Subscriber>,
+        state: &mut SubscriberState,
+        filter: &TopicFilter,
+    ) -> bool {
         if state.subscriptions.remove(filter).is_none() {
             return false;
         }
-        self.trie.write().remove(filter.as_str(), &SubRef(sub.clone()));
+        self.trie
+            .write()
+            .remove(filter.as_str(), &SubRef(sub.clone()));
         true
     }
 

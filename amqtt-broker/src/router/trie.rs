@@ -51,7 +51,11 @@ const END: u32 = u32::MAX;
 impl<S: Clone + PartialEq> SubscriptionTrie<S> {
     /// An empty trie.
     pub(crate) fn new() -> Self {
-        SubscriptionTrie { nodes: vec![Node::new(ROOT, NodeKey::Root)], free: Vec::new(), len: 0 }
+        SubscriptionTrie {
+            nodes: vec![Node::new(ROOT, NodeKey::Root)],
+            free: Vec::new(),
+            len: 0,
+        }
     }
 
     /// Number of (filter, subscriber) pairs.
@@ -74,7 +78,9 @@ impl<S: Clone + PartialEq> SubscriptionTrie<S> {
             None => ROOT,
             Some(path) => self.walk_create(path),
         };
-        let Some(n) = self.nodes.get_mut(node as usize) else { return false };
+        let Some(n) = self.nodes.get_mut(node as usize) else {
+            return false;
+        };
         let list = if is_multi { &mut n.multi } else { &mut n.exact };
         if let Some(entry) = list.iter_mut().find(|(s, _)| *s == subscriber) {
             entry.1 = qos;
@@ -105,12 +111,19 @@ impl<S: Clone + PartialEq> SubscriptionTrie<S> {
     /// Appends every `(subscriber, granted QoS)` whose filter matches `topic` to `out`. A
     /// subscriber with several matching filters appears once per filter; the caller merges them.
     /// `stack` is scratch space, reused between calls.
-    pub(crate) fn matches(&self, topic: &str, stack: &mut Vec<(u32, u32)>, out: &mut Vec<(S, QoS)>) {
+    pub(crate) fn matches(
+        &self,
+        topic: &str,
+        stack: &mut Vec<(u32, u32)>,
+        out: &mut Vec<(S, QoS)>,
+    ) {
         stack.clear();
         let dollar = topic.starts_with('$');
         stack.push((ROOT, 0));
         while let Some((node_idx, pos)) = stack.pop() {
-            let Some(node) = self.nodes.get(node_idx as usize) else { continue };
+            let Some(node) = self.nodes.get(node_idx as usize) else {
+                continue;
+            };
             // [MQTT-4.7.2-1] wildcards at the first level do not match `$` topics.
             let wildcards_ok = !(dollar && node_idx == ROOT);
             if pos == END {
@@ -150,7 +163,11 @@ impl<S: Clone + PartialEq> SubscriptionTrie<S> {
             node = match existing {
                 Some(child) => child,
                 None => {
-                    let key = if level == "+" { NodeKey::Plus } else { NodeKey::Level(level.into()) };
+                    let key = if level == "+" {
+                        NodeKey::Plus
+                    } else {
+                        NodeKey::Level(level.into())
+                    };
                     let child = self.alloc(node, key.clone());
                     if let Some(n) = self.nodes.get_mut(node as usize) {
                         match key {
@@ -173,7 +190,11 @@ impl<S: Clone + PartialEq> SubscriptionTrie<S> {
         let mut node = ROOT;
         for level in path.split('/') {
             let n = self.nodes.get(node as usize)?;
-            node = if level == "+" { n.plus? } else { *n.children.get(level)? };
+            node = if level == "+" {
+                n.plus?
+            } else {
+                *n.children.get(level)?
+            };
         }
         Some(node)
     }
@@ -197,8 +218,14 @@ impl<S: Clone + PartialEq> SubscriptionTrie<S> {
     /// Frees `node` and its ancestors while they hold nothing.
     fn prune(&mut self, mut node: u32) {
         while node != ROOT {
-            let Some(n) = self.nodes.get_mut(node as usize) else { return };
-            if !(n.exact.is_empty() && n.multi.is_empty() && n.children.is_empty() && n.plus.is_none()) {
+            let Some(n) = self.nodes.get_mut(node as usize) else {
+                return;
+            };
+            if !(n.exact.is_empty()
+                && n.multi.is_empty()
+                && n.children.is_empty()
+                && n.plus.is_none())
+            {
                 return;
             }
             let parent = n.parent;
@@ -229,7 +256,14 @@ impl<S: Clone + PartialEq> SubscriptionTrie<S> {
 
 impl<S> Node<S> {
     fn new(parent: u32, key: NodeKey) -> Self {
-        Node { children: HashMap::new(), plus: None, parent, key, exact: Vec::new(), multi: Vec::new() }
+        Node {
+            children: HashMap::new(),
+            plus: None,
+            parent,
+            key,
+            exact: Vec::new(),
+            multi: Vec::new(),
+        }
     }
 }
 
@@ -272,7 +306,15 @@ mod tests {
 
     #[test]
     fn exact_plus_and_hash_match_per_section_4_7() {
-        let t = trie_of(&["sport/tennis/player1", "sport/+/player1", "sport/#", "#", "+/+", "+", "/+"]);
+        let t = trie_of(&[
+            "sport/tennis/player1",
+            "sport/+/player1",
+            "sport/#",
+            "#",
+            "+/+",
+            "+",
+            "/+",
+        ]);
         assert_eq!(ids(&t, "sport/tennis/player1"), vec![0, 1, 2, 3]);
         // `sport/#` matches `sport` itself; `+` matches one level.
         assert_eq!(ids(&t, "sport"), vec![2, 3, 5]);
@@ -320,7 +362,14 @@ mod tests {
         t.insert("o/#", 7u32, QoS::AtLeastOnce);
         t.insert("o/+", 7, QoS::AtMostOnce);
         t.insert("o/x", 7, QoS::ExactlyOnce);
-        assert_eq!(matched(&t, "o/x"), vec![(7, QoS::AtMostOnce), (7, QoS::AtLeastOnce), (7, QoS::ExactlyOnce)]);
+        assert_eq!(
+            matched(&t, "o/x"),
+            vec![
+                (7, QoS::AtMostOnce),
+                (7, QoS::AtLeastOnce),
+                (7, QoS::ExactlyOnce)
+            ]
+        );
     }
 
     #[test]
@@ -348,7 +397,12 @@ mod tests {
     }
 
     fn level() -> impl Strategy<Value = String> {
-        prop_oneof![Just("a".to_owned()), Just("b".to_owned()), Just(String::new()), Just("$s".to_owned())]
+        prop_oneof![
+            Just("a".to_owned()),
+            Just("b".to_owned()),
+            Just(String::new()),
+            Just("$s".to_owned())
+        ]
     }
 
     fn topic() -> impl Strategy<Value = String> {
@@ -357,12 +411,15 @@ mod tests {
 
     fn filter() -> impl Strategy<Value = String> {
         let flevel = prop_oneof![level(), Just("+".to_owned())];
-        (proptest::collection::vec(flevel, 0..4), any::<bool>()).prop_filter_map("empty", |(mut l, hash)| {
-            if hash {
-                l.push("#".to_owned());
-            }
-            (!l.is_empty()).then(|| l.join("/"))
-        })
+        (proptest::collection::vec(flevel, 0..4), any::<bool>()).prop_filter_map(
+            "empty",
+            |(mut l, hash)| {
+                if hash {
+                    l.push("#".to_owned());
+                }
+                (!l.is_empty()).then(|| l.join("/"))
+            },
+        )
     }
 
     proptest! {

@@ -14,7 +14,11 @@ use tracing_subscriber::EnvFilter;
 
 /// Command-line script for running a MQTT 3.1.1 broker.
 #[derive(Debug, Parser)]
-#[command(name = "amqtt", version, about = "Command-line script for running a MQTT 3.1.1 broker.")]
+#[command(
+    name = "amqtt",
+    version,
+    about = "Command-line script for running a MQTT 3.1.1 broker."
+)]
 struct Args {
     /// broker configuration file
     #[arg(short = 'c', value_name = "FILE")]
@@ -37,7 +41,10 @@ fn main() -> ExitCode {
         },
         None => BrokerConfig::default(),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("amqtt: cannot start the runtime: {e}");
@@ -91,7 +98,10 @@ fn init_logging(debug: bool) {
     let default = if debug { "debug" } else { "info" };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     if debug {
         builder.with_target(true).with_line_number(true).init();
     } else {
