@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::Stream;
 use mqtt_codec::client::ConnectOptions;
 use mqtt_codec::session::{Message, SessionLimits};
 use mqtt_codec::{KeepAlive, LastWill, QoS, SubAckReturnCode, TopicFilter, TopicName};
@@ -19,7 +18,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use crate::config::ClientConfig;
 use crate::driver::{Command, Connector, Driver, DriverChannels, DriverConfig};
 use crate::error::ClientError;
-use crate::message::{ApplicationMessage, ConnectOutcome, ConnectionState, PublishToken};
+use crate::message::{ApplicationMessage, ConnectOutcome, ConnectionState, Messages, PublishToken};
 use crate::plugins::{ClientPlugin, PluginRegistry};
 use crate::uri::BrokerUri;
 
@@ -391,13 +390,16 @@ impl MQTTClient {
     /// The received messages as a [`Stream`]; it ends when the client is disconnected.
     /// Shares the queue with [`MQTTClient::deliver_message`]: each message goes to one of them.
     /// Empty when the client is not connected.
-    pub fn messages(&self) -> impl Stream<Item = ApplicationMessage> + Send + 'static {
+    pub fn messages(&self) -> Messages {
         let receiver = self.messages_receiver().ok();
-        futures_util::stream::unfold(receiver, |receiver| async move {
-            let shared = receiver?;
-            let message = shared.lock().await.recv().await?;
-            Some((message, Some(shared)))
-        })
+        Messages(Box::pin(futures_util::stream::unfold(
+            receiver,
+            |receiver| async move {
+                let shared = receiver?;
+                let message = shared.lock().await.recv().await?;
+                Some((message, Some(shared)))
+            },
+        )))
     }
 
     /// A watch on the connection state: `Connected`, `Lost`, `Reconnected { session_present }`…
