@@ -115,7 +115,6 @@ fn wait_exit(mut child: Child) -> std::process::ExitStatus {
 
 #[cfg(unix)]
 #[test]
-#[ignore = "TODO(#3): enabled once the codec's ServerConnection lands on main"]
 fn sigterm_disconnects_clients_and_exits_0() {
     let path = temp_config(
         "run",
