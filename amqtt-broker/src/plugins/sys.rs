@@ -229,7 +229,7 @@ impl BrokerPlugin for BrokerSysPlugin {
         }
         if let Ok(topic) = TopicName::new(SYS_VERSION_TOPIC) {
             let version = format!("amqtt-rs version {}", env!("CARGO_PKG_VERSION"));
-            self.context.retain(topic, version, QoS::AtMostOnce).await;
+            self.context.retain(topic, version, QoS::AtMostOnce);
         }
         if self.interval.is_zero() {
             return;
@@ -250,7 +250,7 @@ impl BrokerPlugin for BrokerSysPlugin {
                     let Ok(topic) = TopicName::new(topic) else {
                         continue;
                     };
-                    if !context.publish(topic, value, QoS::AtMostOnce, true).await {
+                    if !context.publish(topic, value, QoS::AtMostOnce, true) {
                         return;
                     }
                 }
