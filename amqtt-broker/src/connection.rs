@@ -172,7 +172,7 @@ impl<T: Transport> Conn<T> {
                 armed = deadline;
             }
             let mail_ok = self.attached.is_some() && self.out.len() < WRITE_HIGH_WATER;
-            let reading = self.out.len() < READ_PAUSE;
+            let reading = self.out.len() < READ_PAUSE && self.machine.wants_read();
             let step = {
                 let Conn {
                     io,
@@ -258,8 +258,21 @@ impl<T: Transport> Conn<T> {
 
     /// Acts on every pending event, then moves every pending byte into `out`.
     async fn process_outputs(&mut self) {
-        while let Some(event) = self.machine.poll_event() {
-            self.handle_event(event).await;
+        loop {
+            while let Some(event) = self.machine.poll_event() {
+                self.handle_event(event).await;
+            }
+            // Bytes left undecoded while a CONNECT awaited our decision are fed again now.
+            if self.rbuf.is_empty() || !self.machine.is_connected() || !self.machine.wants_read() {
+                break;
+            }
+            let before = self.rbuf.len();
+            if let Err(e) = self.machine.handle_read(now(), &mut self.rbuf) {
+                tracing::debug!(client_id = self.client_id(), peer = ?self.peer, "protocol error: {e}");
+            }
+            if self.rbuf.len() == before {
+                break;
+            }
         }
         while self.machine.poll_transmit(&mut self.out) {}
     }
