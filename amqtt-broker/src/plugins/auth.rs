@@ -8,7 +8,9 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use crate::plugins::password_file::{PasswordFile, Verification};
-use crate::plugins::{BrokerPlugin, ConfiguredPlugin, ConnectRequest, Hooks, PluginContext, PluginError};
+use crate::plugins::{
+    BrokerPlugin, ConfiguredPlugin, ConnectRequest, Hooks, PluginContext, PluginError,
+};
 
 /// `amqtt.plugins.authentication.AnonymousAuthPlugin` (entry point `auth_anonymous`).
 ///
@@ -173,7 +175,11 @@ mod tests {
     use crate::plugins::password_file::HashScheme;
     use crate::plugins::tests::client;
 
-    async fn auth(p: &dyn BrokerPlugin, user: Option<&str>, password: Option<&str>) -> Option<bool> {
+    async fn auth(
+        p: &dyn BrokerPlugin,
+        user: Option<&str>,
+        password: Option<&str>,
+    ) -> Option<bool> {
         let info = client("c", user);
         let password = password.map(|p| Bytes::copy_from_slice(p.as_bytes()));
         p.authenticate(&ConnectRequest {
@@ -197,7 +203,10 @@ mod tests {
             allow_anonymous: false,
         });
         assert_eq!(auth(&plugin, None, None).await, Some(false));
-        assert_eq!(auth(&plugin, Some("anyone"), Some("wrong")).await, Some(true));
+        assert_eq!(
+            auth(&plugin, Some("anyone"), Some("wrong")).await,
+            Some(true)
+        );
         assert!(plugin.hooks().contains(Hooks::USERNAME_ONLY_AUTH));
     }
 
@@ -223,10 +232,19 @@ mod tests {
             .unwrap();
         let plugin = FileAuthPlugin::new(users);
         assert_eq!(auth(&plugin, None, Some("wonderland")).await, None);
-        assert_eq!(auth(&plugin, Some("alice"), Some("wonderland")).await, Some(true));
-        assert_eq!(auth(&plugin, Some("alice"), Some("Wonderland")).await, Some(false));
+        assert_eq!(
+            auth(&plugin, Some("alice"), Some("wonderland")).await,
+            Some(true)
+        );
+        assert_eq!(
+            auth(&plugin, Some("alice"), Some("Wonderland")).await,
+            Some(false)
+        );
         assert_eq!(auth(&plugin, Some("alice"), None).await, Some(false));
-        assert_eq!(auth(&plugin, Some("bob"), Some("wonderland")).await, Some(false));
+        assert_eq!(
+            auth(&plugin, Some("bob"), Some("wonderland")).await,
+            Some(false)
+        );
     }
 
     #[test]

@@ -102,11 +102,7 @@ impl BrokerPlugin for EventLoggerPlugin {
         );
     }
 
-    async fn on_broker_retained_message(
-        &self,
-        client_id: Option<&str>,
-        message: &Message,
-    ) {
+    async fn on_broker_retained_message(&self, client_id: Option<&str>, message: &Message) {
         tracing::debug!(
             target: EVENT_TARGET,
             client_id,
@@ -116,11 +112,7 @@ impl BrokerPlugin for EventLoggerPlugin {
         );
     }
 
-    async fn on_broker_message_received(
-        &self,
-        session: &ClientInfo,
-        message: &Message,
-    ) {
+    async fn on_broker_message_received(&self, session: &ClientInfo, message: &Message) {
         tracing::debug!(
             target: EVENT_TARGET,
             client_id = %session.client_id,
@@ -129,11 +121,7 @@ impl BrokerPlugin for EventLoggerPlugin {
         );
     }
 
-    async fn on_broker_message_broadcast(
-        &self,
-        session: Option<&ClientInfo>,
-        message: &Message,
-    ) {
+    async fn on_broker_message_broadcast(&self, session: Option<&ClientInfo>, message: &Message) {
         tracing::debug!(
             target: EVENT_TARGET,
             client_id = session.map(|s| &*s.client_id),

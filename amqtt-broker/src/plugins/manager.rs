@@ -74,6 +74,12 @@ enum Entry {
 }
 
 impl<'r> PluginManagerBuilder<'r> {
+    /// The context plugins are built with: hand a clone to plugin instances that need to
+    /// publish or read the broker's state.
+    pub fn context(&self) -> &PluginContext {
+        &self.context
+    }
+
     /// Adds the plugin `spec` names (built from the registry, in order).
     pub fn spec(mut self, spec: PluginSpec) -> Self {
         self.entries.push(Entry::Spec(spec));
@@ -328,7 +334,10 @@ impl PluginManager {
                     return false;
                 }
                 Err(_) => {
-                    tracing::error!(plugin = &*slot.name, "plugin panicked in authenticate: client refused");
+                    tracing::error!(
+                        plugin = &*slot.name,
+                        "plugin panicked in authenticate: client refused"
+                    );
                     return false;
                 }
             }
@@ -369,7 +378,10 @@ impl PluginManager {
                     return false;
                 }
                 Err(_) => {
-                    tracing::error!(plugin = &*slot.name, "plugin panicked in topic_filtering: denied");
+                    tracing::error!(
+                        plugin = &*slot.name,
+                        "plugin panicked in topic_filtering: denied"
+                    );
                     return false;
                 }
             }
@@ -448,9 +460,7 @@ impl EventHook for PluginManager {
             match event {
                 LifecycleEvent::PreStart => self.fire_and_wait(PluginEvent::PreStart).await,
                 LifecycleEvent::PostStart => self.fire_and_wait(PluginEvent::PostStart).await,
-                LifecycleEvent::PreShutdown => {
-                    self.fire_and_wait(PluginEvent::PreShutdown).await
-                }
+                LifecycleEvent::PreShutdown => self.fire_and_wait(PluginEvent::PreShutdown).await,
                 LifecycleEvent::PostShutdown => {
                     self.fire_and_wait(PluginEvent::PostShutdown).await;
                     self.shutdown().await;
@@ -559,7 +569,10 @@ mod tests {
             if self.panic_on_connect && &*session.client_id == "boom" {
                 panic!("plugin bug");
             }
-            self.seen.lock().unwrap().push(session.client_id.to_string());
+            self.seen
+                .lock()
+                .unwrap()
+                .push(session.client_id.to_string());
         }
         async fn on_broker_post_shutdown(&self) {
             self.seen.lock().unwrap().push("post_shutdown".into());
@@ -567,7 +580,12 @@ mod tests {
         async fn authenticate(&self, _request: &ConnectRequest<'_>) -> Option<bool> {
             self.auth.flatten()
         }
-        fn topic_filtering(&self, _session: &ClientInfo, _topic: &str, _action: Action) -> Option<bool> {
+        fn topic_filtering(
+            &self,
+            _session: &ClientInfo,
+            _topic: &str,
+            _action: Action,
+        ) -> Option<bool> {
             self.topic.flatten()
         }
     }

@@ -24,8 +24,8 @@ use mqtt_codec::packet::Packet;
 use mqtt_codec::session::Message;
 use mqtt_codec::{QoS, TopicFilter};
 
-pub use crate::hooks::{Action, ClientInfo, ConnectRequest};
 use crate::events::BrokerEvent;
+pub use crate::hooks::{Action, ClientInfo, ConnectRequest};
 
 mod auth;
 mod context;
@@ -43,11 +43,11 @@ pub use context::{BrokerAccess, PluginContext, SessionSummary};
 pub use error::PluginError;
 pub use logging::{EventLoggerPlugin, PacketLoggerPlugin};
 pub use manager::{PluginManager, PluginManagerBuilder, DEFAULT_QUEUE_CAPACITY};
-pub use sys::StatsSnapshot;
 pub use registry::{
     default_plugin_specs, legacy_plugin_specs, ConfiguredPlugin, EmptyConfig, LegacySections,
     PluginFactory, PluginRegistry, PluginSpec,
 };
+pub use sys::StatsSnapshot;
 pub use sys::{BrokerStats, BrokerSysConfig, BrokerSysPlugin, SYS_VERSION_TOPIC};
 pub use topic_checking::{
     AclConfig, AclTable, TopicAccessControlListPlugin, TopicTabooPlugin, ADMIN_USERNAME,
@@ -115,7 +115,12 @@ pub trait BrokerPlugin: Send + Sync + 'static {
 
     /// `broker_client_subscribed`: once per granted filter; `qos` is the QoS the client asked
     /// for (as in aMQTT).
-    async fn on_broker_client_subscribed(&self, session: &ClientInfo, topic: &TopicFilter, qos: QoS) {
+    async fn on_broker_client_subscribed(
+        &self,
+        session: &ClientInfo,
+        topic: &TopicFilter,
+        qos: QoS,
+    ) {
         let _ = (session, topic, qos);
     }
 
@@ -293,12 +298,10 @@ impl PluginEvent {
                 topic: (*filter).clone(),
                 qos: *qos,
             },
-            BrokerEvent::ClientUnsubscribed { client, filter } => {
-                PluginEvent::ClientUnsubscribed {
-                    session: (*client).clone(),
-                    topic: (*filter).clone(),
-                }
-            }
+            BrokerEvent::ClientUnsubscribed { client, filter } => PluginEvent::ClientUnsubscribed {
+                session: (*client).clone(),
+                topic: (*filter).clone(),
+            },
             BrokerEvent::MessageReceived { client, message } => PluginEvent::MessageReceived {
                 session: (*client).clone(),
                 message: (*message).clone(),
@@ -383,7 +386,11 @@ impl PluginEvent {
                 session,
                 topic,
                 qos,
-            } => plugin.on_broker_client_subscribed(session, topic, *qos).await,
+            } => {
+                plugin
+                    .on_broker_client_subscribed(session, topic, *qos)
+                    .await
+            }
             PluginEvent::ClientUnsubscribed { session, topic } => {
                 plugin.on_broker_client_unsubscribed(session, topic).await
             }
@@ -401,7 +408,9 @@ impl PluginEvent {
                     .await
             }
             PluginEvent::PacketReceived { session, packet } => {
-                plugin.on_mqtt_packet_received(session.as_ref(), packet).await
+                plugin
+                    .on_mqtt_packet_received(session.as_ref(), packet)
+                    .await
             }
             PluginEvent::PacketSent { session, packet } => {
                 plugin.on_mqtt_packet_sent(session.as_ref(), packet).await

@@ -335,10 +335,7 @@ mod tests {
         );
         assert_eq!(sub(&p, Some("root"), "a/b"), Some(true));
         assert_eq!(sub(&p, Some("root"), "$SYS/#"), Some(false));
-        assert_eq!(
-            sub(&p, Some("root"), "$SYS/broker/uptime"),
-            Some(false)
-        );
+        assert_eq!(sub(&p, Some("root"), "$SYS/broker/uptime"), Some(false));
         assert_eq!(publish(&p, Some("root"), "$SYS/x"), Some(false));
         assert_eq!(receive(&p, Some("root"), "$SYS/x"), Some(false));
         assert_eq!(receive(&p, Some("root"), "a"), Some(true));

@@ -13,8 +13,8 @@ use crate::broker::{Broker, Extensions, Shared};
 use crate::config::BrokerConfig;
 use crate::error::{BrokerError, ConfigError};
 use crate::plugins::{
-    legacy_plugin_specs, BrokerAccess, LegacySections, PluginContext, PluginError,
-    PluginManager, PluginManagerBuilder, PluginRegistry, PluginSpec, SessionSummary,
+    legacy_plugin_specs, BrokerAccess, LegacySections, PluginContext, PluginError, PluginManager,
+    PluginManagerBuilder, PluginRegistry, PluginSpec, SessionSummary,
 };
 
 impl PluginManager {
@@ -105,9 +105,10 @@ impl From<PluginError> for ConfigError {
                 format!("plugins.{plugin}"),
                 format!("plugin init failed (PluginInitError): {message}"),
             ),
-            PluginError::PasswordFile { plugin, source } => {
-                ConfigError::new(format!("plugins.{plugin}.password_file"), source.to_string())
-            }
+            PluginError::PasswordFile { plugin, source } => ConfigError::new(
+                format!("plugins.{plugin}.password_file"),
+                source.to_string(),
+            ),
         }
     }
 }
