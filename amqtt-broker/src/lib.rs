@@ -28,6 +28,7 @@ mod connection;
 mod error;
 pub mod events;
 pub mod hooks;
+pub mod plugins;
 mod router;
 mod sessions;
 pub mod store;

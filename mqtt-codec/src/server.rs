@@ -417,8 +417,10 @@ impl ServerConnection {
             _ => requested,
         };
         // [MQTT-3.1.2-24]: keep-alive 0 means no deadline.
-        (secs > 0)
-            .then(|| Duration::from_millis(u64::from(secs) * 1500) + self.config.keep_alive_grace)
+        (secs > 0).then(|| {
+            Duration::from_millis(u64::from(secs) * 1500)
+                .saturating_add(self.config.keep_alive_grace)
+        })
     }
 
     fn on_packet(&mut self, packet: Packet) -> Result<(), ProtocolError> {
