@@ -163,7 +163,7 @@ pub enum ClientEvent {
         /// Whether the server resumed the session.
         session_present: bool,
     },
-    /// CONNACK refused; the connection is closed.
+    /// CONNACK refused; the connection is closed (no [`ClientEvent::Closed`] follows).
     Refused(ConnectReturnCode),
     /// An application message arrived (QoS 2: once per packet id, at PUBLISH time).
     Message(Publish),

@@ -357,6 +357,19 @@ impl ServerConnection {
         self.state == State::Closed
     }
 
+    /// Whether the machine consumes more bytes now: `false` once closed, and while a CONNECT
+    /// awaits the broker's decision with [`ServerConfig::max_connect_packet_size`] bytes of
+    /// later packets held already. A driver stops reading the socket while this is `false`, so
+    /// its read buffer stays bounded, and feeds what it buffered again after
+    /// [`ServerConnection::accept`].
+    pub fn wants_read(&self) -> bool {
+        match self.state {
+            State::AwaitingConnect | State::Connected => true,
+            State::AwaitingDecision => self.held_bytes < self.config.max_connect_packet_size,
+            State::Closed => false,
+        }
+    }
+
     /// Whether CONNECT was accepted and the connection is still open.
     pub fn is_connected(&self) -> bool {
         self.state == State::Connected
@@ -404,8 +417,10 @@ impl ServerConnection {
             _ => requested,
         };
         // [MQTT-3.1.2-24]: keep-alive 0 means no deadline.
-        (secs > 0)
-            .then(|| Duration::from_millis(u64::from(secs) * 1500) + self.config.keep_alive_grace)
+        (secs > 0).then(|| {
+            Duration::from_millis(u64::from(secs) * 1500)
+                .saturating_add(self.config.keep_alive_grace)
+        })
     }
 
     fn on_packet(&mut self, packet: Packet) -> Result<(), ProtocolError> {
@@ -643,8 +658,10 @@ mod tests {
         // Each PUBLISH is 17 bytes: three are held (51 >= 40), the fourth stays in the buffer.
         assert_eq!(conn.held.len(), 3);
         assert_eq!(buf.len(), 17);
+        assert!(!conn.wants_read());
         let _ = conn.poll_event();
         conn.accept(now, Session::default(), false);
+        assert!(conn.wants_read());
         conn.handle_read(now, &mut buf).expect("valid");
         let publishes = std::iter::from_fn(|| conn.poll_event())
             .filter(|e| matches!(e, ServerEvent::Publish(_)))

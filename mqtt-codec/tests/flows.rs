@@ -1428,3 +1428,175 @@ mod across_reconnects {
         }
     }
 }
+
+// ----- property: any sequence of well-formed packets and commands keeps the machines sound -----
+
+mod arbitrary_sequences {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn any_packet() -> impl Strategy<Value = Packet> {
+        let id = (1u16..6).prop_map(pid);
+        let qos_pid = prop_oneof![
+            Just(QosPid::AtMostOnce),
+            id.clone().prop_map(QosPid::AtLeastOnce),
+            id.clone().prop_map(QosPid::ExactlyOnce),
+        ];
+        prop_oneof![
+            (any::<bool>(), any::<u16>()).prop_map(|(clean, ka)| connect_packet("p", clean, ka)),
+            any::<bool>().prop_map(|present| Packet::ConnAck(ConnAck {
+                session_present: present,
+                return_code: ConnectReturnCode::Accepted
+            })),
+            (qos_pid, any::<bool>()).prop_map(|(qos_pid, dup)| publish_packet(
+                qos_pid,
+                dup && qos_pid != QosPid::AtMostOnce,
+                "p"
+            )),
+            id.clone().prop_map(Packet::PubAck),
+            id.clone().prop_map(Packet::PubRec),
+            id.clone().prop_map(Packet::PubRel),
+            id.clone().prop_map(Packet::PubComp),
+            id.clone().prop_map(|id| Packet::Subscribe(Subscribe {
+                packet_id: id,
+                filters: vec![(filter("a/+"), QoS::ExactlyOnce)]
+            })),
+            id.clone().prop_map(|id| Packet::SubAck(SubAck {
+                packet_id: id,
+                return_codes: vec![SubAckReturnCode::Failure]
+            })),
+            id.clone().prop_map(|id| Packet::Unsubscribe(Unsubscribe {
+                packet_id: id,
+                filters: vec![filter("a")]
+            })),
+            id.prop_map(Packet::UnsubAck),
+            Just(Packet::PingReq),
+            Just(Packet::PingResp),
+            Just(Packet::Disconnect),
+        ]
+    }
+
+    #[derive(Clone, Debug)]
+    enum Step {
+        Packet(Packet),
+        /// The local side acts: accept/refuse/publish/suback/close on the server, publish,
+        /// subscribe, ping, disconnect on the client (chosen by the number).
+        Command(u8, u8),
+        Advance(u16),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            6 => any_packet().prop_map(Step::Packet),
+            3 => (any::<u8>(), 0u8..3).prop_map(|(c, q)| Step::Command(c, q)),
+            1 => (0u16..20_000).prop_map(Step::Advance),
+        ]
+    }
+
+    fn qos(q: u8) -> QoS {
+        QoS::from_u8(q).unwrap_or(QoS::AtMostOnce)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        #[test]
+        fn a_server_survives_any_packet_sequence(steps in proptest::collection::vec(step(), 0..60)) {
+            let mut now = Instant::now();
+            let session = Session::new(SessionLimits {
+                max_inflight: 2,
+                max_queued_messages: 2,
+                max_queued_bytes: 100,
+                max_incoming_unreleased: 2,
+            });
+            let mut session = Some(session);
+            let mut server = ServerConnection::new(ServerConfig::default(), now);
+            for step in steps {
+                match step {
+                    Step::Packet(packet) => {
+                        let closed = server.is_closed();
+                        let result = feed_server(&mut server, now, &[packet]);
+                        prop_assert!(result.is_ok() || server.is_closed());
+                        prop_assert!(!(closed && result.is_err()));
+                    }
+                    Step::Command(c, q) => match c % 6 {
+                        0 => {
+                            if let Some(s) = session.take() {
+                                server.accept(now, s, q == 1);
+                            }
+                        }
+                        1 => server.refuse(ConnectReturnCode::NotAuthorized),
+                        2 | 3 => {
+                            let _ = server.publish(now, msg(qos(q), "m"));
+                        }
+                        4 => server.suback(pid(1), vec![SubAckReturnCode::Success(qos(q))]),
+                        _ => server.close(),
+                    },
+                    Step::Advance(ms) => {
+                        now += Duration::from_millis(u64::from(ms));
+                        server.handle_timeout(now);
+                    }
+                }
+                let _ = server_events(&mut server);
+                let _ = transmitted_by_server(&mut server);
+                if server.session().limits().max_inflight == 2 {
+                    // The accepted session's bounds hold (until one is accepted, a placeholder
+                    // with default limits holds what the broker publishes early).
+                    prop_assert!(server.session().inflight_len() <= 2);
+                    prop_assert!(server.session().queued_len() <= 2);
+                    prop_assert!(server.session().incoming_unreleased_len() <= 2);
+                }
+                if server.is_closed() {
+                    prop_assert_eq!(server.poll_timeout(), None);
+                }
+            }
+            let _ = server.into_session();
+        }
+
+        #[test]
+        fn a_client_survives_any_packet_sequence(steps in proptest::collection::vec(step(), 0..60)) {
+            let mut now = Instant::now();
+            let session = Session::new(SessionLimits {
+                max_inflight: 2,
+                max_queued_messages: 2,
+                max_queued_bytes: 100,
+                max_incoming_unreleased: 2,
+            });
+            let options = ConnectOptions::new("c").keep_alive(KeepAlive(5));
+            let mut client = ClientConnection::new(options, session, now);
+            for step in steps {
+                match step {
+                    Step::Packet(packet) => {
+                        let result = feed_client(&mut client, now, &[packet]);
+                        prop_assert!(result.is_ok() || client.is_closed());
+                    }
+                    Step::Command(c, q) => match c % 5 {
+                        0 | 1 => {
+                            let _ = client.publish(now, msg(qos(q), "m"));
+                        }
+                        2 => {
+                            let _ = client.subscribe(now, vec![(filter("a"), qos(q))]);
+                        }
+                        3 => client.ping(now),
+                        _ => client.disconnect(),
+                    },
+                    Step::Advance(ms) => {
+                        now += Duration::from_millis(u64::from(ms));
+                        client.handle_timeout(now);
+                    }
+                }
+                let _ = client_events(&mut client);
+                let _ = transmitted_by_client(&mut client);
+                prop_assert!(client.session().inflight_len() <= 2);
+                prop_assert!(client.session().queued_len() <= 2);
+                if client.is_closed() {
+                    prop_assert_eq!(client.poll_timeout(), None);
+                }
+            }
+            let session = client.into_session();
+            // The session carries over to a new connection without trouble.
+            let mut next = ClientConnection::new(ConnectOptions::new("c"), session, now);
+            let _ = transmitted_by_client(&mut next);
+        }
+    }
+}
