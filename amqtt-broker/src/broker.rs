@@ -105,10 +105,11 @@ impl Shared {
 }
 
 impl Broker {
-    /// A broker for `config`, with aMQTT's default behaviour (anonymous clients allowed).
-    /// Nothing is bound until [`Broker::start`].
+    /// A broker for `config` with the plugins it names (aMQTT's default set when it names
+    /// none), built by the packaged-plugin registry (see [`Broker::with_plugins`]). Nothing is
+    /// bound until [`Broker::start`].
     pub fn new(config: BrokerConfig) -> Result<Broker, BrokerError> {
-        Broker::with_extensions(config, Extensions::default())
+        Broker::with_plugins(config, &crate::plugins::PluginRegistry::new())
     }
 
     /// A broker for `config` with the given access control, event hook and stores.
@@ -173,6 +174,11 @@ impl Broker {
             }),
             tracker: TaskTracker::new(),
         })
+    }
+
+    /// The state shared with connection tasks (for the plugin wiring).
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
     }
 
     /// The configuration this broker runs.

@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use crate::plugins::password_file::{PasswordFile, Verification};
 use crate::plugins::{
-    BrokerPlugin, ConfiguredPlugin, Hooks, PluginContext, PluginError, SessionInfo,
+    BrokerPlugin, ConfiguredPlugin, ConnectRequest, Hooks, PluginContext, PluginError,
 };
 
 /// `amqtt.plugins.authentication.AnonymousAuthPlugin` (entry point `auth_anonymous`).
@@ -71,12 +71,12 @@ impl BrokerPlugin for AnonymousAuthPlugin {
         }
     }
 
-    async fn authenticate(&self, session: &SessionInfo) -> Option<bool> {
+    async fn authenticate(&self, request: &ConnectRequest<'_>) -> Option<bool> {
         if self.config.allow_anonymous {
             return Some(true);
         }
         // aMQTT: any user name is accepted, the password is not checked.
-        Some(session.username.is_some())
+        Some(request.client.username.is_some())
     }
 }
 
@@ -141,13 +141,14 @@ impl BrokerPlugin for FileAuthPlugin {
         Hooks::AUTHENTICATE
     }
 
-    async fn authenticate(&self, session: &SessionInfo) -> Option<bool> {
+    async fn authenticate(&self, request: &ConnectRequest<'_>) -> Option<bool> {
+        let session = request.client;
         let user = session.username.clone()?;
         if !self.users.contains(&user) {
             tracing::debug!(client_id = %session.client_id, %user, "unknown user");
             return Some(false);
         }
-        let password = session.password.clone().unwrap_or_default();
+        let password = request.password.cloned().unwrap_or_default();
         let users = self.users.clone();
         let verdict = tokio::task::spawn_blocking(move || users.verify(&user, &password)).await;
         match verdict {
@@ -168,18 +169,32 @@ impl BrokerPlugin for FileAuthPlugin {
 mod tests {
     use std::path::Path;
 
+    use bytes::Bytes;
+
     use super::*;
     use crate::plugins::password_file::HashScheme;
+    use crate::plugins::tests::client;
+
+    async fn auth(
+        p: &dyn BrokerPlugin,
+        user: Option<&str>,
+        password: Option<&str>,
+    ) -> Option<bool> {
+        let info = client("c", user);
+        let password = password.map(|p| Bytes::copy_from_slice(p.as_bytes()));
+        p.authenticate(&ConnectRequest {
+            client: &info,
+            password: password.as_ref(),
+        })
+        .await
+    }
 
     #[tokio::test]
     async fn anonymous_allowed_lets_everyone_in() {
         let plugin = AnonymousAuthPlugin::new(AnonymousAuthConfig::default());
-        assert_eq!(
-            plugin.authenticate(&SessionInfo::new("a")).await,
-            Some(true)
-        );
-        let named = SessionInfo::new("b").with_credentials("x", None::<&str>);
-        assert_eq!(plugin.authenticate(&named).await, Some(true));
+        assert_eq!(auth(&plugin, None, None).await, Some(true));
+        assert_eq!(auth(&plugin, Some("x"), None).await, Some(true));
+        assert!(!plugin.hooks().contains(Hooks::USERNAME_ONLY_AUTH));
     }
 
     #[tokio::test]
@@ -187,12 +202,11 @@ mod tests {
         let plugin = AnonymousAuthPlugin::new(AnonymousAuthConfig {
             allow_anonymous: false,
         });
+        assert_eq!(auth(&plugin, None, None).await, Some(false));
         assert_eq!(
-            plugin.authenticate(&SessionInfo::new("a")).await,
-            Some(false)
+            auth(&plugin, Some("anyone"), Some("wrong")).await,
+            Some(true)
         );
-        let named = SessionInfo::new("b").with_credentials("anyone", Some("wrong"));
-        assert_eq!(plugin.authenticate(&named).await, Some(true));
         assert!(plugin.hooks().contains(Hooks::USERNAME_ONLY_AUTH));
     }
 
@@ -217,23 +231,18 @@ mod tests {
             .set_password("alice", b"wonderland", HashScheme::Sha512Crypt)
             .unwrap();
         let plugin = FileAuthPlugin::new(users);
-        let with = |user: &str, pw: Option<&str>| SessionInfo::new("c").with_credentials(user, pw);
-        assert_eq!(plugin.authenticate(&SessionInfo::new("c")).await, None);
+        assert_eq!(auth(&plugin, None, Some("wonderland")).await, None);
         assert_eq!(
-            plugin
-                .authenticate(&with("alice", Some("wonderland")))
-                .await,
+            auth(&plugin, Some("alice"), Some("wonderland")).await,
             Some(true)
         );
         assert_eq!(
-            plugin
-                .authenticate(&with("alice", Some("Wonderland")))
-                .await,
+            auth(&plugin, Some("alice"), Some("Wonderland")).await,
             Some(false)
         );
-        assert_eq!(plugin.authenticate(&with("alice", None)).await, Some(false));
+        assert_eq!(auth(&plugin, Some("alice"), None).await, Some(false));
         assert_eq!(
-            plugin.authenticate(&with("bob", Some("wonderland"))).await,
+            auth(&plugin, Some("bob"), Some("wonderland")).await,
             Some(false)
         );
     }

@@ -153,26 +153,27 @@ impl PluginRegistry {
     /// A registry with every packaged plugin.
     pub fn new() -> PluginRegistry {
         let mut r = PluginRegistry::empty();
+        // Each under its dotted path, its entry-point name and its bare class name.
         let [events, packets, anonymous, file, taboo, acl, sys] = PACKAGED;
-        for name in [events.0, events.1] {
+        for name in names(events) {
             r.register::<EventLoggerPlugin>(name);
         }
-        for name in [packets.0, packets.1] {
+        for name in names(packets) {
             r.register::<PacketLoggerPlugin>(name);
         }
-        for name in [anonymous.0, anonymous.1] {
+        for name in names(anonymous) {
             r.register::<AnonymousAuthPlugin>(name);
         }
-        for name in [file.0, file.1] {
+        for name in names(file) {
             r.register::<FileAuthPlugin>(name);
         }
-        for name in [taboo.0, taboo.1] {
+        for name in names(taboo) {
             r.register::<TopicTabooPlugin>(name);
         }
-        for name in [acl.0, acl.1] {
+        for name in names(acl) {
             r.register::<TopicAccessControlListPlugin>(name);
         }
-        for name in [sys.0, sys.1] {
+        for name in names(sys) {
             r.register::<BrokerSysPlugin>(name);
         }
         // aMQTT 0.12 keeps this name as a stub that only warns; accept it the same way.
@@ -243,6 +244,12 @@ impl PluginRegistry {
         };
         factory(spec.config.as_ref(), &context.for_plugin(&spec.name))
     }
+}
+
+/// The dotted path, the entry-point name and the bare class name of a packaged plugin.
+fn names((dotted, entry_point): (&'static str, &'static str)) -> [&'static str; 3] {
+    let class = dotted.rsplit('.').next().unwrap_or(dotted);
+    [dotted, entry_point, class]
 }
 
 impl Default for PluginRegistry {
@@ -370,7 +377,7 @@ pub fn legacy_plugin_specs(
                         topic,
                         &[
                             ("acl", "acl"),
-                            ("subscribe-acl", "subscribe-acl"),
+                            ("subscribe-acl", "subscribe_acl"),
                             ("publish-acl", "publish_acl"),
                             ("receive-acl", "receive_acl"),
                         ],
@@ -479,6 +486,7 @@ mod tests {
         for (dotted, entry_point) in PACKAGED {
             assert!(r.contains(dotted), "{dotted}");
             assert!(r.contains(entry_point), "{entry_point}");
+            assert!(r.contains(names((dotted, entry_point))[2]));
             r.build(&PluginSpec::new(dotted), &PluginContext::new())
                 .unwrap_or_else(|e| panic!("{dotted}: {e}"));
         }
