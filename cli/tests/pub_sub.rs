@@ -410,3 +410,28 @@ async fn errors_are_one_line_with_amqtt_exit_codes() {
         "{out}"
     );
 }
+
+#[tokio::test]
+async fn mqtt_3_1_and_max_inflight_flags() {
+    let broker = TestBroker::start().await;
+    let watch = watcher(broker.addr, "v31/#").await;
+    let (code, _, err) = publish(
+        broker.addr,
+        &[
+            "-V", "mqttv31", "-M", "2", "-t", "v31/a", "-q", "2", "-m", "x", "--repeat", "5",
+        ],
+        b"",
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    for _ in 0..5 {
+        let m = within("message", watch.deliver_message(None))
+            .await
+            .unwrap();
+        assert_eq!(m.topic.as_str(), "v31/a");
+    }
+    let (code, _, err) = publish(broker.addr, &["-V", "mqttv5", "-t", "a", "-m", "x"], b"").await;
+    assert_eq!(code, 2, "{err}");
+    watch.disconnect().await.unwrap();
+    broker.stop().await;
+}
