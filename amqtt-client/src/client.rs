@@ -284,6 +284,22 @@ impl MQTTClient {
         qos: impl Into<Option<QoS>>,
         retain: impl Into<Option<bool>>,
     ) -> Result<(), ClientError> {
+        self.start_publish(topic, payload, qos, retain).await?.await
+    }
+
+    /// Queues a publish, waiting only for room in the request queue, and returns the token that
+    /// resolves when its QoS flow completes. Publishes queued one after the other go out in
+    /// that order; use this to pipeline many publishes without a task per message.
+    ///
+    /// Cancel-safety: cancel-safe: if the future is dropped before it returns, the message was
+    /// not queued.
+    pub async fn start_publish(
+        &self,
+        topic: impl AsRef<str>,
+        payload: impl Into<Bytes>,
+        qos: impl Into<Option<QoS>>,
+        retain: impl Into<Option<bool>>,
+    ) -> Result<PublishToken, ClientError> {
         let message = self.message(topic.as_ref(), payload.into(), qos.into(), retain.into())?;
         let (reply, token) = oneshot::channel();
         self.send(Command::Publish {
@@ -291,7 +307,7 @@ impl MQTTClient {
             reply: Some(reply),
         })
         .await?;
-        PublishToken { reply: token }.await
+        Ok(PublishToken { reply: token })
     }
 
     /// Queues a publish without waiting: fails at once with [`ClientError::QueueFull`]
