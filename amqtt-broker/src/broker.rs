@@ -23,6 +23,7 @@ use crate::connection::{self, ListenerState};
 use crate::error::BrokerError;
 use crate::events::{EventHook, Events, LifecycleEvent};
 use crate::hooks::{AccessControl, AllowAll};
+use crate::plugins::BrokerStats;
 use crate::router::Router;
 use crate::sessions::Registry;
 use crate::store::{MemoryRetainedStore, MemorySessionStore, RetainedStore, SessionStore};
@@ -57,6 +58,8 @@ pub struct Extensions {
     pub retained: Arc<dyn RetainedStore>,
     /// Where offline persistent sessions live.
     pub sessions: Arc<dyn SessionStore>,
+    /// The counters the broker keeps for `$SYS/broker/…` (shared with `BrokerSysPlugin`).
+    pub stats: Arc<BrokerStats>,
 }
 
 impl Default for Extensions {
@@ -66,6 +69,7 @@ impl Default for Extensions {
             events: None,
             retained: Arc::new(MemoryRetainedStore::new()),
             sessions: Arc::new(MemorySessionStore::new()),
+            stats: Arc::new(BrokerStats::new()),
         }
     }
 }
@@ -95,6 +99,7 @@ pub(crate) struct Shared {
     pub(crate) events: Events,
     pub(crate) listeners: HashMap<String, Arc<ListenerState>>,
     pub(crate) cancel: CancellationToken,
+    pub(crate) stats: Arc<BrokerStats>,
     next_conn_id: AtomicU64,
 }
 
@@ -164,6 +169,7 @@ impl Broker {
             events,
             listeners,
             cancel: CancellationToken::new(),
+            stats: extensions.stats,
             next_conn_id: AtomicU64::new(1),
         };
         Ok(Broker {

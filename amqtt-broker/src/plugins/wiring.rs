@@ -73,6 +73,7 @@ impl Broker {
             Extensions {
                 access: manager.clone(),
                 events: Some(manager),
+                stats: context.stats().clone(),
                 ..Extensions::default()
             },
         )?;
