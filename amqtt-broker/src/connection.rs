@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::BytesMut;
 use mqtt_codec::packet::{Packet, SubAckReturnCode};
-use mqtt_codec::server::{CloseReason, ServerConnection, ServerEvent};
+use mqtt_codec::server::{CloseReason, PacketCounts, ServerConnection, ServerEvent};
 use mqtt_codec::session::{Message, Session};
 use mqtt_codec::{
     Connect, ConnectReturnCode, LastWill, OutBuf, Publish, QoS, Subscribe, Unsubscribe,
@@ -31,7 +31,6 @@ use tokio_util::sync::CancellationToken;
 use crate::broker::Shared;
 use crate::events::BrokerEvent;
 use crate::hooks::{Action, ClientInfo, ConnectRequest};
-use crate::plugins::BrokerStats;
 use crate::sessions::{Online, Subscriber};
 use crate::store::StoredSession;
 use crate::transport::Transport;
@@ -112,6 +111,11 @@ struct Conn<T> {
     conn_id: u64,
     attached: Option<Attached>,
     end: End,
+    /// The machine's packet counts already added to the broker's stats.
+    counted: PacketCounts,
+    /// The in-flight counts (incoming unreleased, outgoing unacknowledged) already added to the
+    /// broker's stats.
+    inflight: (usize, usize),
 }
 
 enum Step {
@@ -131,7 +135,9 @@ pub(crate) async fn serve<T: Transport>(
     peer: Option<SocketAddr>,
     slot: Slot,
 ) {
-    let machine = ServerConnection::new(shared.server_config.clone(), now());
+    let mut machine = ServerConnection::new(shared.server_config.clone(), now());
+    // Packet events cost a clone per packet: only traced when a plugin listens.
+    machine.set_packet_trace(shared.events.wants_packets());
     let conn = Conn {
         io,
         kick: shared.cancel.child_token(),
@@ -144,6 +150,8 @@ pub(crate) async fn serve<T: Transport>(
         rbuf: BytesMut::new(),
         attached: None,
         end: End::Open,
+        counted: PacketCounts::default(),
+        inflight: (0, 0),
     };
     conn.run().await;
     drop(slot);
@@ -280,18 +288,44 @@ impl<T: Transport> Conn<T> {
             }
         }
         while self.machine.poll_transmit(&mut self.out) {}
+        // With the packet trace on, transmitting reported the packets sent.
+        while let Some(event) = self.machine.poll_event() {
+            self.handle_event(event).await;
+        }
+        self.update_stats();
+    }
+
+    /// Adds what the machine counted since the last call to the broker's stats: a few integer
+    /// comparisons per call, atomics only when something changed.
+    fn update_stats(&mut self) {
+        let counts = self.machine.packet_counts();
+        if counts != self.counted {
+            self.shared.stats.packets(
+                counts.received - self.counted.received,
+                counts.publish_received - self.counted.publish_received,
+                counts.sent - self.counted.sent,
+                counts.publish_sent - self.counted.publish_sent,
+            );
+            self.counted = counts;
+        }
+        let session = self.machine.session();
+        let inflight = (session.incoming_unreleased_len(), session.inflight_len());
+        if inflight != self.inflight {
+            self.shared.stats.inflight_changed(self.inflight, inflight);
+            self.inflight = inflight;
+        }
     }
 
     async fn handle_event(&mut self, event: ServerEvent) {
-        count_packets(&self.shared.stats, &event);
         match event {
+            ServerEvent::PacketReceived(packet) => self.emit_packet(false, &packet),
+            ServerEvent::PacketSent(packet) => self.emit_packet(true, &packet),
             ServerEvent::Connect(connect) => self.on_connect(*connect).await,
             ServerEvent::Publish(publish) => self.on_publish(publish),
             ServerEvent::Subscribe(subscribe) => self.on_subscribe(subscribe),
             ServerEvent::Unsubscribe(unsubscribe) => self.on_unsubscribe(unsubscribe),
             ServerEvent::Delivered(_) => {}
             ServerEvent::Disconnect => {
-                self.emit_packet(|| Packet::Disconnect);
                 if let Some(a) = &mut self.attached {
                     a.will = None;
                 }
@@ -314,16 +348,13 @@ impl<T: Transport> Conn<T> {
         }
     }
 
-    fn emit_packet(&self, build: impl FnOnce() -> Packet) {
+    fn emit_packet(&self, sent: bool, packet: &Packet) {
         self.shared
             .events
-            .emit_packet(self.attached.as_ref().map(|a| &*a.info), build);
+            .emit_packet(self.attached.as_ref().map(|a| &*a.info), sent, packet);
     }
 
     async fn on_connect(&mut self, connect: Connect) {
-        self.shared
-            .events
-            .emit_packet(None, || Packet::Connect(Box::new(connect.clone())));
         let client_id: Arc<str> = if connect.client_id.is_empty() {
             if !connect.clean_session {
                 // [MQTT-3.1.3-8] an empty client id requires clean session 1.
@@ -452,7 +483,6 @@ impl<T: Transport> Conn<T> {
     }
 
     fn on_publish(&mut self, publish: Publish) {
-        self.emit_packet(|| Packet::Publish(publish.clone()));
         let Some(attached) = &self.attached else {
             return;
         };
@@ -491,7 +521,6 @@ impl<T: Transport> Conn<T> {
     }
 
     fn on_subscribe(&mut self, subscribe: Subscribe) {
-        self.emit_packet(|| Packet::Subscribe(subscribe.clone()));
         let Some(attached) = &self.attached else {
             return;
         };
@@ -546,11 +575,7 @@ impl<T: Transport> Conn<T> {
                 }
                 message.qos = message.qos.min(*qos);
                 message.retain = true;
-                let dropped = self.machine.publish(now, message);
-                if dropped.is_none() {
-                    self.shared.stats.packet_sent(true);
-                }
-                if let Some(dropped) = dropped {
+                if let Some(dropped) = self.machine.publish(now, message) {
                     tracing::debug!(client_id = %attached.info.client_id, topic = %dropped.topic, "retained message dropped: queue full");
                 }
             }
@@ -558,7 +583,6 @@ impl<T: Transport> Conn<T> {
     }
 
     fn on_unsubscribe(&mut self, unsubscribe: Unsubscribe) {
-        self.emit_packet(|| Packet::Unsubscribe(unsubscribe.clone()));
         let Some(attached) = &self.attached else {
             return;
         };
@@ -588,11 +612,7 @@ impl<T: Transport> Conn<T> {
         let batch = std::mem::take(&mut attached.sub.state.lock().mailbox);
         let now = now();
         for message in batch {
-            let dropped = self.machine.publish(now, message);
-            if dropped.is_none() {
-                self.shared.stats.packet_sent(true);
-            }
-            if let Some(dropped) = dropped {
+            if let Some(dropped) = self.machine.publish(now, message) {
                 let n = attached.sub.count_drop();
                 if n == 1 || n.is_multiple_of(1000) {
                     tracing::warn!(client_id = %attached.info.client_id, topic = %dropped.topic, dropped_total = n, "dropped a message: the client's session queue is full");
@@ -604,6 +624,18 @@ impl<T: Transport> Conn<T> {
     /// Flushes, publishes the will if the end was abnormal, and stores or discards the session.
     async fn finish(mut self) {
         while self.machine.poll_transmit(&mut self.out) {}
+        // Only the packet trace can still report something once the machine is closed.
+        while let Some(event) = self.machine.poll_event() {
+            match event {
+                ServerEvent::PacketReceived(packet) => self.emit_packet(false, &packet),
+                ServerEvent::PacketSent(packet) => self.emit_packet(true, &packet),
+                _ => {}
+            }
+        }
+        self.update_stats();
+        // The session's in-flight messages leave the connected clients' count.
+        self.shared.stats.inflight_changed(self.inflight, (0, 0));
+        self.inflight = (0, 0);
         if self.end == End::Open {
             self.end = End::Abnormal("closed by the protocol state machine".into());
         }
@@ -673,26 +705,6 @@ impl<T: Transport> Conn<T> {
             client: &attached.info,
             graceful,
         });
-    }
-}
-
-/// Counts, for `$SYS/broker/…`, the packets an event stands for: the packet received and the
-/// answer the protocol machine sends for it (CONNACK, SUBACK, UNSUBACK, PUBACK/PUBREC). Acks
-/// and pings handled entirely inside the machine are not visible here and not counted.
-fn count_packets(stats: &BrokerStats, event: &ServerEvent) {
-    match event {
-        ServerEvent::Publish(publish) => {
-            stats.packet_received(true);
-            if publish.qos_pid.qos() != mqtt_codec::QoS::AtMostOnce {
-                stats.packet_sent(false);
-            }
-        }
-        ServerEvent::Connect(_) | ServerEvent::Subscribe(_) | ServerEvent::Unsubscribe(_) => {
-            stats.packet_received(false);
-            stats.packet_sent(false);
-        }
-        ServerEvent::Delivered(_) | ServerEvent::Disconnect => stats.packet_received(false),
-        ServerEvent::Closed(_) => {}
     }
 }
 

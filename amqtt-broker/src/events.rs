@@ -82,10 +82,20 @@ pub enum BrokerEvent<'a> {
         /// The queued message.
         message: &'a Message,
     },
-    /// A packet was received (`mqtt_packet_received`). Only emitted when
-    /// [`EventHook::wants_packets`]; see the README for which packets are reported.
+    /// A packet was received (`mqtt_packet_received`): every packet decoded, including the
+    /// acks and pings the protocol machine answers itself. Only emitted when
+    /// [`EventHook::wants_packets`].
     PacketReceived {
         /// The client, once its CONNECT was accepted.
+        client: Option<&'a ClientInfo>,
+        /// The packet.
+        packet: &'a Packet,
+    },
+    /// A packet was written to the connection's output (`mqtt_packet_sent`): every packet,
+    /// CONNACK (also refusals), PUBLISH, the acks, SUBACK, UNSUBACK, PINGRESP, in the order
+    /// written. Only emitted when [`EventHook::wants_packets`].
+    PacketSent {
+        /// The client, once its CONNECT was accepted (`None` for a refusing CONNACK).
         client: Option<&'a ClientInfo>,
         /// The packet.
         packet: &'a Packet,
@@ -116,7 +126,9 @@ pub trait EventHook: Send + Sync + 'static {
         Box::pin(std::future::ready(()))
     }
 
-    /// Whether [`BrokerEvent::PacketReceived`] is wanted (it costs a packet clone each time).
+    /// Whether [`BrokerEvent::PacketReceived`] and [`BrokerEvent::PacketSent`] are wanted. Only
+    /// then does the broker turn on the protocol machine's packet trace, which costs a packet
+    /// clone per packet received; otherwise packet events cost nothing.
     fn wants_packets(&self) -> bool {
         false
     }
@@ -143,17 +155,23 @@ impl Events {
         }
     }
 
-    /// Emits a packet event, if packets are wanted.
+    /// Whether packet events are wanted (connections turn their packet trace on).
+    pub(crate) fn wants_packets(&self) -> bool {
+        self.packets
+    }
+
+    /// Emits a packet event (received or `sent`), if packets are wanted.
     #[inline]
-    pub(crate) fn emit_packet(&self, client: Option<&ClientInfo>, build: impl FnOnce() -> Packet) {
-        if self.packets {
-            if let Some(hook) = &self.hook {
-                let packet = build();
-                hook.on_event(&BrokerEvent::PacketReceived {
-                    client,
-                    packet: &packet,
-                });
-            }
+    pub(crate) fn emit_packet(&self, client: Option<&ClientInfo>, sent: bool, packet: &Packet) {
+        if !self.packets {
+            return;
+        }
+        if let Some(hook) = &self.hook {
+            hook.on_event(&if sent {
+                BrokerEvent::PacketSent { client, packet }
+            } else {
+                BrokerEvent::PacketReceived { client, packet }
+            });
         }
     }
 

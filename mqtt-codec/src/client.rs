@@ -375,7 +375,7 @@ impl ClientConnection {
     #[must_use]
     pub fn poll_transmit(&mut self, out: &mut OutBuf) -> bool {
         let before = out.len();
-        while let Some(sent) = self.flows.transmit_one(out) {
+        while let Some((sent, _)) = self.flows.transmit_one(out) {
             match sent {
                 Sent::Nothing => {}
                 Sent::Qos0(ticket) => self

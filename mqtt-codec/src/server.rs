@@ -113,6 +113,28 @@ pub enum ServerEvent {
     Disconnect,
     /// The connection must close without DISCONNECT (the will is published).
     Closed(CloseReason),
+    /// A packet was decoded (every packet, including the acks and pings the machine answers
+    /// itself), reported before the event it leads to. Only with
+    /// [`ServerConnection::set_packet_trace`] on.
+    PacketReceived(Packet),
+    /// A packet was encoded into the output by [`ServerConnection::poll_transmit`] (every
+    /// packet: CONNACK, PUBLISH, the acks, SUBACK, UNSUBACK, PINGRESP), in the order written.
+    /// Only with [`ServerConnection::set_packet_trace`] on.
+    PacketSent(Packet),
+}
+
+/// Running totals of the packets a [`ServerConnection`] decoded and encoded, for metrics; read
+/// with [`ServerConnection::packet_counts`]. Counting is a few integer additions per packet.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PacketCounts {
+    /// Packets decoded (all types).
+    pub received: u64,
+    /// PUBLISH packets decoded.
+    pub publish_received: u64,
+    /// Packets encoded into the output (all types).
+    pub sent: u64,
+    /// PUBLISH packets encoded into the output.
+    pub publish_sent: u64,
 }
 
 /// Why a server connection closed without DISCONNECT.
@@ -143,6 +165,10 @@ pub struct ServerConnection {
     last_received: Instant,
     /// 1.5 × keep-alive + grace once CONNECT arrived; `None` = no keep-alive deadline.
     keep_alive_window: Option<Duration>,
+    /// Packets decoded and encoded so far.
+    counts: PacketCounts,
+    /// Whether packets are reported as [`ServerEvent::PacketReceived`] / [`ServerEvent::PacketSent`].
+    trace: bool,
 }
 
 /// Where a [`ServerConnection`] is in its life.
@@ -171,7 +197,18 @@ impl ServerConnection {
             held_bytes: 0,
             last_received: now,
             keep_alive_window: None,
+            counts: PacketCounts::default(),
+            trace: false,
         }
+    }
+
+    /// Turns packet tracing on or off (off by default). While on, [`ServerConnection::poll_event`]
+    /// also yields [`ServerEvent::PacketReceived`] for every packet decoded and
+    /// [`ServerEvent::PacketSent`] for every packet [`ServerConnection::poll_transmit`] encodes;
+    /// a driver that traces calls `poll_event` again after `poll_transmit`. While off, the
+    /// packets are neither cloned nor kept: tracing costs nothing.
+    pub fn set_packet_trace(&mut self, on: bool) {
+        self.trace = on;
     }
 
     /// Feeds bytes read from the socket; decodes every complete packet in `buf` (a partial packet
@@ -198,6 +235,14 @@ impl ServerConnection {
             };
             // [MQTT-3.1.2-24]: any control packet resets the keep-alive timer.
             self.last_received = now;
+            self.counts.received += 1;
+            if let Packet::Publish(_) = packet {
+                self.counts.publish_received += 1;
+            }
+            if self.trace {
+                self.events
+                    .push_back(ServerEvent::PacketReceived(packet.clone()));
+            }
             if self.state == State::AwaitingDecision {
                 self.held_bytes += before - buf.len();
                 self.held.push_back(packet);
@@ -323,10 +368,23 @@ impl ServerConnection {
     #[must_use]
     pub fn poll_transmit(&mut self, out: &mut OutBuf) -> bool {
         let before = out.len();
-        while let Some(sent) = self.flows.transmit_one(out) {
+        while let Some((sent, packet)) = self.flows.transmit_one(out) {
             debug_assert_ne!(sent, Sent::Disconnect, "the server never sends DISCONNECT");
+            let Some(packet) = packet else { continue };
+            self.counts.sent += 1;
+            if let Packet::Publish(_) = packet {
+                self.counts.publish_sent += 1;
+            }
+            if self.trace {
+                self.events.push_back(ServerEvent::PacketSent(packet));
+            }
         }
         out.len() > before
+    }
+
+    /// How many packets this connection decoded and encoded so far.
+    pub fn packet_counts(&self) -> PacketCounts {
+        self.counts
     }
 
     /// The next event for the broker, if any.
@@ -667,6 +725,112 @@ mod tests {
             .filter(|e| matches!(e, ServerEvent::Publish(_)))
             .count();
         assert_eq!(publishes, 4);
+    }
+
+    fn traced(conn: &mut ServerConnection) -> Vec<ServerEvent> {
+        let mut events: Vec<ServerEvent> = std::iter::from_fn(|| conn.poll_event()).collect();
+        let _ = drain(conn);
+        events.extend(std::iter::from_fn(|| conn.poll_event()));
+        events
+    }
+
+    fn qos1_publish(id: u16) -> Publish {
+        Publish {
+            dup: false,
+            qos_pid: QosPid::AtLeastOnce(PacketId::new(id).expect("non-zero")),
+            retain: false,
+            topic: TopicName::new("t").expect("valid"),
+            payload: Bytes::from_static(b"p"),
+        }
+    }
+
+    #[test]
+    fn packet_trace_reports_every_packet_received_and_sent_in_order() {
+        let now = Instant::now();
+        let mut conn = ServerConnection::new(ServerConfig::default(), now);
+        conn.set_packet_trace(true);
+        conn.handle_read(now, &mut bytes_of(&[connect("c")]))
+            .expect("valid");
+        let events = traced(&mut conn);
+        assert!(matches!(
+            &events[..],
+            [
+                ServerEvent::PacketReceived(Packet::Connect(_)),
+                ServerEvent::Connect(_)
+            ]
+        ));
+        conn.accept(now, Session::default(), false);
+        let id = PacketId::new(1).expect("non-zero");
+        conn.handle_read(
+            now,
+            &mut bytes_of(&[
+                Packet::Publish(qos1_publish(1)),
+                Packet::PingReq,
+                Packet::PubRel(id),
+            ]),
+        )
+        .expect("valid");
+        let events = traced(&mut conn);
+        assert_eq!(
+            events,
+            vec![
+                ServerEvent::PacketReceived(Packet::Publish(qos1_publish(1))),
+                ServerEvent::Publish(qos1_publish(1)),
+                ServerEvent::PacketReceived(Packet::PingReq),
+                ServerEvent::PacketReceived(Packet::PubRel(id)),
+                ServerEvent::PacketSent(Packet::ConnAck(ConnAck {
+                    session_present: false,
+                    return_code: ConnectReturnCode::Accepted,
+                })),
+                ServerEvent::PacketSent(Packet::PubAck(id)),
+                ServerEvent::PacketSent(Packet::PingResp),
+                ServerEvent::PacketSent(Packet::PubComp(id)),
+            ]
+        );
+    }
+
+    #[test]
+    fn packet_trace_reports_the_refusing_connack_the_machine_sends_itself_mqtt_3_1_3_8() {
+        let now = Instant::now();
+        let mut conn = ServerConnection::new(ServerConfig::default(), now);
+        conn.set_packet_trace(true);
+        let mut bad = bytes_of(&[connect("")]);
+        // Clean session 0 with an empty client id: flip the clean-session flag off.
+        let flags = bad.iter().position(|&b| b == 0x02).expect("connect flags");
+        bad[flags] = 0x00;
+        assert!(conn.handle_read(now, &mut bad).is_err());
+        let events = traced(&mut conn);
+        assert!(matches!(
+            events.last(),
+            Some(ServerEvent::PacketSent(Packet::ConnAck(ConnAck {
+                return_code: ConnectReturnCode::IdentifierRejected,
+                ..
+            })))
+        ));
+    }
+
+    #[test]
+    fn without_packet_trace_no_packet_events_appear_but_packets_are_counted() {
+        let now = Instant::now();
+        let mut conn = accepted(now);
+        conn.handle_read(
+            now,
+            &mut bytes_of(&[Packet::Publish(qos1_publish(1)), Packet::PingReq]),
+        )
+        .expect("valid");
+        conn.publish(now, message(QoS::AtMostOnce, "out"));
+        let events = traced(&mut conn);
+        assert_eq!(events, vec![ServerEvent::Publish(qos1_publish(1))]);
+        // CONNECT, PUBLISH, PINGREQ in; CONNACK, PUBACK, PINGRESP, PUBLISH out.
+        assert_eq!(
+            conn.packet_counts(),
+            PacketCounts {
+                received: 3,
+                publish_received: 1,
+                sent: 4,
+                publish_sent: 1,
+            }
+        );
     }
 
     #[test]

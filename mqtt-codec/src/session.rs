@@ -497,8 +497,11 @@ impl Flows {
             .collect()
     }
 
-    /// Encodes the next waiting packet into `out`; `None` when nothing waits.
-    pub(crate) fn transmit_one(&mut self, out: &mut OutBuf) -> Option<Sent> {
+    /// Encodes the next waiting packet into `out`; `None` when nothing waits. Otherwise returns
+    /// what to report and the packet written, if one was (a PUBLISH acknowledged before its
+    /// first transmission writes nothing). Handing the packet back costs nothing extra: it was
+    /// built to be encoded, and a caller that does not trace it just drops it.
+    pub(crate) fn transmit_one(&mut self, out: &mut OutBuf) -> Option<(Sent, Option<Packet>)> {
         let Some(tx) = self.tx.pop_front() else {
             if self.tx.capacity() > 0 {
                 // An idle connection holds no transmit-queue allocation.
@@ -507,66 +510,64 @@ impl Flows {
             return None;
         };
         let mut sent = Sent::Nothing;
-        // Encoding cannot fail for these packets: topics and filters were validated, every
-        // queued message passed `Message::is_encodable` or came from a decoded packet. Should it
-        // fail anyway, the packet is skipped rather than a panic.
-        let _ = match tx {
-            Tx::Connect(connect) => Packet::Connect(connect).encode(out.tail_mut()),
-            Tx::ConnAck(ack) => Packet::ConnAck(ack).encode(out.tail_mut()),
-            Tx::Publish { id, seq } => self.encode_inflight_publish(id, seq, out),
+        let packet = match tx {
+            Tx::Connect(connect) => Some(Packet::Connect(connect)),
+            Tx::ConnAck(ack) => Some(Packet::ConnAck(ack)),
+            Tx::Publish { id, seq } => self.inflight_packet(id, seq),
             Tx::Publish0(queued) => {
                 sent = Sent::Qos0(queued.ticket);
                 let message = queued.message;
-                let publish = Publish {
+                Some(Packet::Publish(Publish {
                     dup: false,
                     qos_pid: QosPid::AtMostOnce,
                     retain: message.retain,
                     topic: message.topic,
                     payload: message.payload,
-                };
-                encode_publish(&publish, out)
+                }))
             }
-            Tx::PubAck(id) => Packet::PubAck(id).encode(out.tail_mut()),
-            Tx::PubRec(id) => Packet::PubRec(id).encode(out.tail_mut()),
-            Tx::PubRel(id) => Packet::PubRel(id).encode(out.tail_mut()),
-            Tx::PubComp(id) => Packet::PubComp(id).encode(out.tail_mut()),
+            Tx::PubAck(id) => Some(Packet::PubAck(id)),
+            Tx::PubRec(id) => Some(Packet::PubRec(id)),
+            Tx::PubRel(id) => Some(Packet::PubRel(id)),
+            Tx::PubComp(id) => Some(Packet::PubComp(id)),
             Tx::Request(id) => match self.session.outgoing.get(&id.get()) {
                 Some(Outgoing::Request {
                     request: Request::Subscribe(filters),
                     ..
-                }) => Packet::Subscribe(Subscribe {
+                }) => Some(Packet::Subscribe(Subscribe {
                     packet_id: id,
                     filters: filters.clone(),
-                })
-                .encode(out.tail_mut()),
+                })),
                 Some(Outgoing::Request {
                     request: Request::Unsubscribe(filters),
                     ..
-                }) => Packet::Unsubscribe(Unsubscribe {
+                }) => Some(Packet::Unsubscribe(Unsubscribe {
                     packet_id: id,
                     filters: filters.clone(),
-                })
-                .encode(out.tail_mut()),
-                _ => Ok(()),
+                })),
+                _ => None,
             },
-            Tx::SubAck(ack) => Packet::SubAck(ack).encode(out.tail_mut()),
-            Tx::UnsubAck(id) => Packet::UnsubAck(id).encode(out.tail_mut()),
-            Tx::PingReq => Packet::PingReq.encode(out.tail_mut()),
-            Tx::PingResp => Packet::PingResp.encode(out.tail_mut()),
+            Tx::SubAck(ack) => Some(Packet::SubAck(ack)),
+            Tx::UnsubAck(id) => Some(Packet::UnsubAck(id)),
+            Tx::PingReq => Some(Packet::PingReq),
+            Tx::PingResp => Some(Packet::PingResp),
             Tx::Disconnect => {
                 sent = Sent::Disconnect;
-                Packet::Disconnect.encode(out.tail_mut())
+                Some(Packet::Disconnect)
             }
         };
-        Some(sent)
+        // Encoding cannot fail for these packets: topics and filters were validated, every
+        // queued message passed `Message::is_encodable` or came from a decoded packet. Should it
+        // fail anyway, the packet is skipped (and not reported) rather than a panic.
+        let written = packet.filter(|packet| match packet {
+            Packet::Publish(publish) => encode_publish(publish, out).is_ok(),
+            other => other.encode(out.tail_mut()).is_ok(),
+        });
+        Some((sent, written))
     }
 
-    fn encode_inflight_publish(
-        &mut self,
-        id: PacketId,
-        seq: u64,
-        out: &mut OutBuf,
-    ) -> Result<(), crate::error::EncodeError> {
+    /// The PUBLISH (or, once PUBREC arrived, the PUBREL) to send for an in-flight id, if it is
+    /// still the same entry; marks a PUBLISH as sent so a retransmission carries DUP.
+    fn inflight_packet(&mut self, id: PacketId, seq: u64) -> Option<Packet> {
         match self.session.outgoing.get_mut(&id.get()) {
             Some(Outgoing::Publish {
                 seq: entry_seq,
@@ -587,13 +588,13 @@ impl Flows {
                     payload: message.payload.clone(),
                 };
                 *sent = true;
-                encode_publish(&publish, out)
+                Some(Packet::Publish(publish))
             }
             Some(Outgoing::PubRel { seq: entry_seq, .. }) if *entry_seq == seq => {
-                Packet::PubRel(id).encode(out.tail_mut())
+                Some(Packet::PubRel(id))
             }
             // Acknowledged (or replaced) before it was transmitted: nothing to send.
-            _ => Ok(()),
+            _ => None,
         }
     }
 

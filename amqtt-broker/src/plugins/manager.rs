@@ -532,7 +532,7 @@ impl EventHook for PluginManager {
     }
 
     fn wants_packets(&self) -> bool {
-        self.wants(Hooks::PACKET_RECEIVED)
+        self.wants(Hooks::PACKET_RECEIVED | Hooks::PACKET_SENT)
     }
 }
 

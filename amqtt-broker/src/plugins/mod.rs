@@ -275,6 +275,7 @@ impl PluginEvent {
             | BrokerEvent::RetainedCleared { .. }
             | BrokerEvent::OfflineQueued { .. } => Hooks::RETAINED_MESSAGE,
             BrokerEvent::PacketReceived { .. } => Hooks::PACKET_RECEIVED,
+            BrokerEvent::PacketSent { .. } => Hooks::PACKET_SENT,
             #[allow(unreachable_patterns)] // the broker's event enum may grow
             _ => return None,
         })
@@ -323,6 +324,10 @@ impl PluginEvent {
                 message: (*message).clone(),
             },
             BrokerEvent::PacketReceived { client, packet } => PluginEvent::PacketReceived {
+                session: client.cloned(),
+                packet: (*packet).clone(),
+            },
+            BrokerEvent::PacketSent { client, packet } => PluginEvent::PacketSent {
                 session: client.cloned(),
                 packet: (*packet).clone(),
             },
@@ -573,6 +578,10 @@ pub(crate) mod tests {
             },
             BrokerEvent::PacketReceived {
                 client: Some(&c),
+                packet: &packet,
+            },
+            BrokerEvent::PacketSent {
+                client: None,
                 packet: &packet,
             },
         ];

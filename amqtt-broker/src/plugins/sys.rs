@@ -34,6 +34,8 @@ pub struct BrokerStats {
     clients_connected: AtomicU64,
     clients_disconnected: AtomicU64,
     clients_maximum: AtomicU64,
+    inflight_in: AtomicU64,
+    inflight_out: AtomicU64,
 }
 
 /// A copy of the counters at one moment.
@@ -59,6 +61,10 @@ pub struct StatsSnapshot {
     pub clients_disconnected: u64,
     /// The most clients connected at once since start.
     pub clients_maximum: u64,
+    /// Incoming QoS 2 messages received and not yet released (PUBREL), over connected clients.
+    pub inflight_in: u64,
+    /// Outgoing QoS 1/2 messages sent and not yet acknowledged, over connected clients.
+    pub inflight_out: u64,
 }
 
 impl BrokerStats {
@@ -75,6 +81,8 @@ impl BrokerStats {
             clients_connected: AtomicU64::new(0),
             clients_disconnected: AtomicU64::new(0),
             clients_maximum: AtomicU64::new(0),
+            inflight_in: AtomicU64::new(0),
+            inflight_out: AtomicU64::new(0),
         }
     }
 
@@ -129,6 +137,40 @@ impl BrokerStats {
         self.clients_disconnected.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Call when a connection's in-flight counts changed from `before` to `after`, each
+    /// `(incoming unreleased, outgoing unacknowledged)`; a closing connection reports `(0, 0)`
+    /// as `after`.
+    #[inline]
+    pub fn inflight_changed(&self, before: (usize, usize), after: (usize, usize)) {
+        let adjust = |gauge: &AtomicU64, from: usize, to: usize| {
+            if to > from {
+                gauge.fetch_add((to - from) as u64, Ordering::Relaxed);
+            } else if from > to {
+                // Never below zero, even if a caller pairs the calls wrongly.
+                let down = (from - to) as u64;
+                let _ = gauge.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                    Some(n.saturating_sub(down))
+                });
+            }
+        };
+        adjust(&self.inflight_in, before.0, after.0);
+        adjust(&self.inflight_out, before.1, after.1);
+    }
+
+    /// Adds packets received and sent, as counted by a connection's protocol machine.
+    #[inline]
+    pub fn packets(&self, received: u64, publish_received: u64, sent: u64, publish_sent: u64) {
+        let add = |counter: &AtomicU64, n: u64| {
+            if n > 0 {
+                counter.fetch_add(n, Ordering::Relaxed);
+            }
+        };
+        add(&self.packets_received, received);
+        add(&self.publish_received, publish_received);
+        add(&self.packets_sent, sent);
+        add(&self.publish_sent, publish_sent);
+    }
+
     /// The counters now.
     pub fn snapshot(&self) -> StatsSnapshot {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -143,6 +185,8 @@ impl BrokerStats {
             clients_connected: get(&self.clients_connected),
             clients_disconnected: get(&self.clients_disconnected),
             clients_maximum: get(&self.clients_maximum),
+            inflight_in: get(&self.inflight_in),
+            inflight_out: get(&self.inflight_out),
         }
     }
 }
@@ -295,12 +339,9 @@ impl std::fmt::Debug for BrokerSysPlugin {
 
 fn sample(context: &PluginContext, state: &Mutex<SysState>) -> Vec<(&'static str, String)> {
     let stats = context.stats().snapshot();
-    let (mut inflight_in, mut inflight_out, mut queued) = (0usize, 0usize, 0usize);
-    for session in context.sessions() {
-        inflight_in += session.inflight_in;
-        inflight_out += session.inflight_out;
-        queued += session.queued;
-    }
+    // In-flight counts are kept exact by the connections (BrokerStats::inflight_changed).
+    let (inflight_in, inflight_out) = (stats.inflight_in, stats.inflight_out);
+    let queued: usize = context.sessions().iter().map(|s| s.queued).sum();
     let subscriptions = context.subscriptions().len();
     let retained = context.broker().map_or(0, |b| b.retained_count());
     let memory = process_memory_kib();
