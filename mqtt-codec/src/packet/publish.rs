@@ -126,8 +126,8 @@ pub(crate) fn decode_topic_name(body: &mut Reader) -> Result<TopicName, DecodeEr
     if raw.is_empty() {
         return Err(DecodeError::EmptyTopic);
     }
-    if let Some(&bad) = raw.iter().find(|&&b| matches!(b, 0 | b'+' | b'#')) {
-        return Err(if bad == 0 {
+    if let Some(at) = memchr::memchr3(0, b'+', b'#', &raw) {
+        return Err(if raw.get(at) == Some(&0) {
             DecodeError::NullCharacter
         } else {
             DecodeError::WildcardInTopicName
