@@ -314,3 +314,47 @@ proptest! {
         prop_assert_eq!(inner_f.is_within(&outer_f), covered, "inner {:?} outer {:?}", inner, outer);
     }
 }
+
+/// The filter rules written the obvious way, level by level, as a reference for the one-pass
+/// validator.
+fn reference_filter_check(s: &str) -> Result<(), DecodeError> {
+    if s.is_empty() {
+        return Err(DecodeError::EmptyTopic);
+    }
+    if s.contains('\0') {
+        return Err(DecodeError::NullCharacter);
+    }
+    let levels: Vec<&str> = s.split('/').collect();
+    for (i, level) in levels.iter().enumerate() {
+        let last = i + 1 == levels.len();
+        match *level {
+            "+" => {}
+            "#" if last => {}
+            l if l.contains('#') => return Err(DecodeError::MultiLevelWildcardNotLast),
+            l if l.contains('+') => return Err(DecodeError::SingleLevelWildcardNotAlone),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #[test]
+    fn filter_validation_agrees_with_a_level_by_level_reference(s in "[a/+#\u{0}é]{0,12}") {
+        prop_assert_eq!(TopicFilter::new(s.as_str()).map(|_| ()), reference_filter_check(&s), "{:?}", s);
+    }
+
+    #[test]
+    fn name_validation_agrees_with_a_reference(s in "[a/+#\u{0}é]{0,12}") {
+        let expected = if s.is_empty() {
+            Err(DecodeError::EmptyTopic)
+        } else if s.contains('\0') {
+            Err(DecodeError::NullCharacter)
+        } else if s.contains(['+', '#']) {
+            Err(DecodeError::WildcardInTopicName)
+        } else {
+            Ok(())
+        };
+        prop_assert_eq!(TopicName::new(s.as_str()).map(|_| ()), expected, "{:?}", s);
+    }
+}
