@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::Stream;
 use mqtt_codec::client::ConnectOptions;
 use mqtt_codec::session::{Message, SessionLimits};
 use mqtt_codec::{KeepAlive, LastWill, QoS, SubAckReturnCode, TopicFilter, TopicName};
@@ -19,7 +18,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use crate::config::ClientConfig;
 use crate::driver::{Command, Connector, Driver, DriverChannels, DriverConfig};
 use crate::error::ClientError;
-use crate::message::{ApplicationMessage, ConnectOutcome, ConnectionState, PublishToken};
+use crate::message::{ApplicationMessage, ConnectOutcome, ConnectionState, Messages, PublishToken};
 use crate::plugins::{ClientPlugin, PluginRegistry};
 use crate::uri::BrokerUri;
 
@@ -178,6 +177,7 @@ impl MQTTClient {
         let connector = Connector::Uri {
             uri,
             connection,
+            headers: params.additional_headers,
             timeout: config.connection_timeout,
         };
         self.start(connector, options).await
@@ -250,6 +250,7 @@ impl MQTTClient {
         options.username = uri.username.clone();
         options.password = uri.password.clone().map(Bytes::from);
         options.response_timeout = config.response_timeout;
+        options.protocol = config.protocol_version;
         if let Some(will) = &config.will {
             let topic = TopicName::new(will.topic.as_str()).map_err(|source| {
                 ClientError::InvalidTopic {
@@ -285,6 +286,22 @@ impl MQTTClient {
         qos: impl Into<Option<QoS>>,
         retain: impl Into<Option<bool>>,
     ) -> Result<(), ClientError> {
+        self.start_publish(topic, payload, qos, retain).await?.await
+    }
+
+    /// Queues a publish, waiting only for room in the request queue, and returns the token that
+    /// resolves when its QoS flow completes. Publishes queued one after the other go out in
+    /// that order; use this to pipeline many publishes without a task per message.
+    ///
+    /// Cancel-safety: cancel-safe: if the future is dropped before it returns, the message was
+    /// not queued.
+    pub async fn start_publish(
+        &self,
+        topic: impl AsRef<str>,
+        payload: impl Into<Bytes>,
+        qos: impl Into<Option<QoS>>,
+        retain: impl Into<Option<bool>>,
+    ) -> Result<PublishToken, ClientError> {
         let message = self.message(topic.as_ref(), payload.into(), qos.into(), retain.into())?;
         let (reply, token) = oneshot::channel();
         self.send(Command::Publish {
@@ -292,7 +309,7 @@ impl MQTTClient {
             reply: Some(reply),
         })
         .await?;
-        PublishToken { reply: token }.await
+        Ok(PublishToken { reply: token })
     }
 
     /// Queues a publish without waiting: fails at once with [`ClientError::QueueFull`]
@@ -391,13 +408,16 @@ impl MQTTClient {
     /// The received messages as a [`Stream`]; it ends when the client is disconnected.
     /// Shares the queue with [`MQTTClient::deliver_message`]: each message goes to one of them.
     /// Empty when the client is not connected.
-    pub fn messages(&self) -> impl Stream<Item = ApplicationMessage> + Send + 'static {
+    pub fn messages(&self) -> Messages {
         let receiver = self.messages_receiver().ok();
-        futures_util::stream::unfold(receiver, |receiver| async move {
-            let shared = receiver?;
-            let message = shared.lock().await.recv().await?;
-            Some((message, Some(shared)))
-        })
+        Messages(Box::pin(futures_util::stream::unfold(
+            receiver,
+            |receiver| async move {
+                let shared = receiver?;
+                let message = shared.lock().await.recv().await?;
+                Some((message, Some(shared)))
+            },
+        )))
     }
 
     /// A watch on the connection state: `Connected`, `Lost`, `Reconnected { session_present }`…

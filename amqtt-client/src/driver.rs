@@ -71,6 +71,8 @@ pub(crate) enum Connector {
     Uri {
         uri: BrokerUri,
         connection: ConnectionConfig,
+        /// Extra WebSocket handshake headers.
+        headers: Vec<(String, String)>,
         timeout: Duration,
     },
 }
@@ -81,8 +83,9 @@ impl Connector {
             Connector::Uri {
                 uri,
                 connection,
+                headers,
                 timeout,
-            } => transport::open(uri, connection, *timeout).await,
+            } => transport::open(uri, connection, headers, *timeout).await,
         }
     }
 
@@ -213,6 +216,8 @@ pub(crate) struct Driver {
     /// A request the state machine refused for lack of room; retried after every event.
     stalled: Option<Command>,
     disconnecting: Option<Disconnecting>,
+    /// A `Reconnected` state to announce when the re-subscription with this ticket completes.
+    announce: Option<(Ticket, ConnectionState)>,
     ever_connected: bool,
     attempts: u32,
 }
@@ -245,6 +250,7 @@ impl Driver {
             buffered: VecDeque::new(),
             stalled: None,
             disconnecting: None,
+            announce: None,
             ever_connected: false,
             attempts: 0,
         }
@@ -502,8 +508,14 @@ impl Driver {
                 );
                 let resubscribe = self.ever_connected && !session_present;
                 self.ever_connected = true;
-                self.reissue_requests(conn, resubscribe);
-                self.state.send_replace(state);
+                // With re-subscriptions in flight, `Reconnected` is announced at their SUBACK,
+                // so an observer that sees it knows the subscriptions are back.
+                match resubscribe.then(|| self.resubscribe(conn)).flatten() {
+                    Some(ticket) => self.announce = Some((ticket, state)),
+                    None => {
+                        self.state.send_replace(state);
+                    }
+                }
                 if let Some(first) = self.first.take() {
                     let _ = first.send(Ok(ConnectOutcome { session_present }));
                 }
@@ -521,6 +533,11 @@ impl Driver {
                 None
             }
             ClientEvent::Subscribed(ticket, codes) => {
+                if self.announce.as_ref().is_some_and(|(t, _)| *t == ticket) {
+                    if let Some((_, state)) = self.announce.take() {
+                        self.state.send_replace(state);
+                    }
+                }
                 if let Some(pending) = self.subscribes.remove(&ticket) {
                     for ((filter, _), code) in pending.filters.into_iter().zip(&codes) {
                         if let SubAckReturnCode::Success(qos) = code {
@@ -653,54 +670,51 @@ impl Driver {
             + usize::from(stalled)
     }
 
-    /// After CONNACK on a reconnect: re-issue SUBSCRIBE/UNSUBSCRIBE requests that were never
-    /// answered (the spec retransmits only PUBLISH and PUBREL), and re-subscribe every granted
-    /// filter when the broker has no session for us.
-    fn reissue_requests(&mut self, conn: &mut ClientConnection, resubscribe: bool) {
-        let pending: Vec<PendingSubscribe> = self.subscribes.drain().map(|(_, p)| p).collect();
-        let mut requested: Vec<(TopicFilter, QoS)> = Vec::new();
-        for p in pending {
-            requested.extend(p.filters.iter().cloned());
-            self.issue_subscribe(conn, p);
+    /// After CONNACK on a reconnect that found no session on the broker: re-subscribe every
+    /// granted filter. (Requests that were never answered are re-sent by the state machine
+    /// itself, from the session, with their tickets.)
+    fn resubscribe(&mut self, conn: &mut ClientConnection) -> Option<Ticket> {
+        let requested: Vec<&TopicFilter> = self
+            .subscribes
+            .values()
+            .flat_map(|p| p.filters.iter().map(|(f, _)| f))
+            .collect();
+        let filters: Vec<(TopicFilter, QoS)> = self
+            .subscriptions
+            .iter()
+            .filter(|(f, _)| !requested.contains(f))
+            .map(|(f, q)| (f.clone(), *q))
+            .collect();
+        if filters.is_empty() {
+            return None;
         }
-        let pending: Vec<PendingUnsubscribe> = self.unsubscribes.drain().map(|(_, p)| p).collect();
-        for p in pending {
-            match conn.unsubscribe(now(), p.filters.clone()) {
-                Ok(ticket) => {
-                    self.unsubscribes.insert(ticket, p);
-                }
-                Err(_) => fail(p.reply, ClientError::ConnectionLost),
-            }
-        }
-        if resubscribe && !self.subscriptions.is_empty() {
-            let filters: Vec<(TopicFilter, QoS)> = self
-                .subscriptions
-                .iter()
-                .filter(|(f, _)| !requested.iter().any(|(r, _)| r == *f))
-                .map(|(f, q)| (f.clone(), *q))
-                .collect();
-            if !filters.is_empty() {
-                tracing::info!(
-                    "no session on the broker: re-subscribing {} filters",
-                    filters.len()
-                );
-                self.issue_subscribe(
-                    conn,
-                    PendingSubscribe {
-                        filters,
-                        reply: None,
-                    },
-                );
-            }
-        }
+        tracing::info!(
+            "no session on the broker: re-subscribing {} filters",
+            filters.len()
+        );
+        self.issue_subscribe(
+            conn,
+            PendingSubscribe {
+                filters,
+                reply: None,
+            },
+        )
     }
 
-    fn issue_subscribe(&mut self, conn: &mut ClientConnection, pending: PendingSubscribe) {
+    fn issue_subscribe(
+        &mut self,
+        conn: &mut ClientConnection,
+        pending: PendingSubscribe,
+    ) -> Option<Ticket> {
         match conn.subscribe(now(), pending.filters.clone()) {
             Ok(ticket) => {
                 self.subscribes.insert(ticket, pending);
+                Some(ticket)
             }
-            Err(_) => fail(pending.reply, ClientError::ConnectionLost),
+            Err(_) => {
+                tracing::warn!("could not re-subscribe: no packet id free");
+                None
+            }
         }
     }
 
@@ -718,20 +732,10 @@ impl Driver {
         }
     }
 
-    /// At the end of a connection: fail what cannot survive it (QoS 0 publishes, pings).
-    /// QoS 1/2 publishes stay in the session and are retransmitted after reconnecting.
+    /// At the end of a connection: fail what cannot survive it (pings). Publishes,
+    /// subscribes and unsubscribes stay in the session and complete after reconnecting.
     fn fail_transient(&mut self) {
-        let lost: Vec<Ticket> = self
-            .publishes
-            .iter()
-            .filter(|(_, p)| p.qos == QoS::AtMostOnce)
-            .map(|(t, _)| *t)
-            .collect();
-        for ticket in lost {
-            if let Some(p) = self.publishes.remove(&ticket) {
-                fail(p.reply, ClientError::ConnectionLost);
-            }
-        }
+        self.announce = None;
         for reply in self.pings.drain(..) {
             let _ = reply.send(Err(ClientError::ConnectionLost));
         }

@@ -105,8 +105,8 @@ pub enum ClientError {
     /// No PINGRESP or CONNACK within the response timeout: the connection is lost.
     #[error("the broker did not answer within the response timeout")]
     ResponseTimeout,
-    /// The connection was lost before this request completed, and it cannot be retried
-    /// (QoS 0 publishes, pings).
+    /// The connection was lost: the broker closed it, or a ping was waiting when it broke
+    /// (publishes and subscriptions are not failed by a loss: they complete after reconnecting).
     #[error("the connection to the broker was lost")]
     ConnectionLost,
     /// The client is not connected and will not reconnect: `connect` was never called,

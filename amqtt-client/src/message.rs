@@ -5,6 +5,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use futures_util::stream::BoxStream;
+use futures_util::Stream;
 use mqtt_codec::{PacketId, Publish, QoS, TopicName};
 use tokio::sync::oneshot;
 
@@ -103,5 +105,24 @@ impl Future for PublishToken {
         Pin::new(&mut self.reply)
             .poll(cx)
             .map(|result| result.unwrap_or(Err(ClientError::NotConnected)))
+    }
+}
+
+/// The received messages as a [`Stream`] (see [`crate::MQTTClient::messages`]). Ends when the
+/// client is disconnected. Polling it is cancel-safe.
+#[must_use = "streams do nothing unless polled"]
+pub struct Messages(pub(crate) BoxStream<'static, ApplicationMessage>);
+
+impl Stream for Messages {
+    type Item = ApplicationMessage;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.0.as_mut().poll_next(cx)
+    }
+}
+
+impl std::fmt::Debug for Messages {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Messages")
     }
 }

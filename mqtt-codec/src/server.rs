@@ -15,17 +15,53 @@
 //! 1.5 × keep-alive of silence, plus a grace), incoming QoS 1/2 acknowledgements and QoS 2
 //! exactly-once, outgoing QoS 1/2 with the in-flight window and queue, and retransmission with
 //! DUP of unacknowledged messages when a session is resumed.
+//!
+//! The life of a connection:
+//!
+//! 1. [`ServerConnection::new`] waits for CONNECT; without one within
+//!    [`ServerConfig::connect_timeout`] it emits [`ServerEvent::Closed`] with
+//!    [`CloseReason::ConnectTimeout`]. Any other first packet closes it ([MQTT-3.1.0-1]).
+//! 2. A CONNECT the machine can judge alone is answered by it: an unacceptable protocol level
+//!    gets CONNACK 0x01 and an empty client id with clean session 0 gets CONNACK 0x02
+//!    ([MQTT-3.1.3-8]), both followed by [`ServerEvent::Closed`]. Otherwise
+//!    [`ServerEvent::Connect`] asks the broker to [`ServerConnection::accept`] or
+//!    [`ServerConnection::refuse`]. Packets that arrive meanwhile are held, unprocessed
+//!    ([MQTT-3.1.4-5]); `accept` processes them. (If more than
+//!    [`ServerConfig::max_connect_packet_size`] bytes of them arrive, `handle_read` stops decoding
+//!    and leaves the rest in the caller's buffer: call `handle_read` again after `accept`.)
+//! 3. Once accepted, the decoder's limit is [`ServerConfig::max_packet_size`]; the flows of
+//!    section 4.3 run until DISCONNECT ([`ServerEvent::Disconnect`]), a protocol violation or
+//!    keep-alive expiry ([`ServerEvent::Closed`]), or [`ServerConnection::close`].
+//!
+//! ```
+//! use std::time::Instant;
+//! use bytes::BytesMut;
+//! use mqtt_codec::OutBuf;
+//! use mqtt_codec::server::{ServerConfig, ServerConnection, ServerEvent};
+//!
+//! let now = Instant::now();
+//! let mut conn = ServerConnection::new(ServerConfig::default(), now);
+//! // A PINGREQ before CONNECT breaks [MQTT-3.1.0-1].
+//! let mut read = BytesMut::from(&[0xc0u8, 0x00][..]);
+//! assert!(conn.handle_read(now, &mut read).is_err());
+//! assert!(matches!(conn.poll_event(), Some(ServerEvent::Closed(_))));
+//! let mut out = OutBuf::new();
+//! assert!(!conn.poll_transmit(&mut out));
+//! assert!(conn.is_closed());
+//! ```
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
-use crate::error::ProtocolError;
+use crate::error::{DecodeError, ProtocolError};
 use crate::outbuf::OutBuf;
 use crate::packet::{
-    Connect, Publish, SubAckReturnCode, Subscribe, Unsubscribe, DEFAULT_MAX_PACKET_SIZE,
+    ConnAck, Connect, Decoder, Packet, Publish, SubAck, SubAckReturnCode, Subscribe, Unsubscribe,
+    DEFAULT_MAX_PACKET_SIZE,
 };
-use crate::session::{Message, Session};
+use crate::session::{Flows, Message, Sent, Session, Tx};
 use crate::types::{ConnectReturnCode, PacketId};
 
 /// Settings of a [`ServerConnection`].
@@ -94,92 +130,553 @@ pub enum CloseReason {
 #[derive(Debug)]
 pub struct ServerConnection {
     config: ServerConfig,
+    decoder: Decoder,
+    state: State,
+    flows: Flows,
+    events: VecDeque<ServerEvent>,
+    /// Packets that arrived after CONNECT, before the broker's decision ([MQTT-3.1.4-5]).
+    held: VecDeque<Packet>,
+    /// Encoded size of `held`.
+    held_bytes: usize,
+    /// When the connection was opened (connect timeout) or, after CONNECT, when the last packet
+    /// arrived (keep-alive).
+    last_received: Instant,
+    /// 1.5 × keep-alive + grace once CONNECT arrived; `None` = no keep-alive deadline.
+    keep_alive_window: Option<Duration>,
+}
+
+/// Where a [`ServerConnection`] is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// Waiting for CONNECT.
+    AwaitingConnect,
+    /// CONNECT surfaced; waiting for `accept` or `refuse`.
+    AwaitingDecision,
+    /// CONNACK 0 queued; the flows run.
+    Connected,
+    /// Nothing more is read.
+    Closed,
 }
 
 impl ServerConnection {
     /// A connection that has just been accepted at `now`; it waits for CONNECT.
     pub fn new(config: ServerConfig, now: Instant) -> ServerConnection {
-        let _ = now;
-        ServerConnection { config }
+        ServerConnection {
+            decoder: Decoder::new(config.max_connect_packet_size),
+            config,
+            state: State::AwaitingConnect,
+            flows: Flows::default(),
+            events: VecDeque::new(),
+            held: VecDeque::new(),
+            held_bytes: 0,
+            last_received: now,
+            keep_alive_window: None,
+        }
     }
 
-    /// Feeds bytes read from the socket; decodes every complete packet in `buf`.
+    /// Feeds bytes read from the socket; decodes every complete packet in `buf` (a partial packet
+    /// stays in `buf` for the next call).
     /// An `Err` means the connection must close (also reported as [`ServerEvent::Closed`]).
+    ///
+    /// Bytes fed after the connection closed are ignored and left in `buf`.
     pub fn handle_read(&mut self, now: Instant, buf: &mut BytesMut) -> Result<(), ProtocolError> {
-        let _ = (now, buf, &self.config);
-        todo!()
+        loop {
+            match self.state {
+                State::Closed => return Ok(()),
+                State::AwaitingDecision
+                    if self.held_bytes >= self.config.max_connect_packet_size =>
+                {
+                    return Ok(())
+                }
+                _ => {}
+            }
+            let before = buf.len();
+            let packet = match self.decoder.decode(buf) {
+                Ok(Some(packet)) => packet,
+                Ok(None) => return Ok(()),
+                Err(error) => return Err(self.decode_failed(error)),
+            };
+            // [MQTT-3.1.2-24]: any control packet resets the keep-alive timer.
+            self.last_received = now;
+            if self.state == State::AwaitingDecision {
+                self.held_bytes += before - buf.len();
+                self.held.push_back(packet);
+                continue;
+            }
+            self.handle_packet(packet)?;
+        }
     }
 
     /// Advances timers; a no-op if nothing is due.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let _ = now;
-        todo!()
+        let Some(deadline) = self.poll_timeout() else {
+            return;
+        };
+        if now < deadline {
+            return;
+        }
+        let reason = match self.state {
+            State::AwaitingConnect => CloseReason::ConnectTimeout,
+            _ => CloseReason::KeepAliveTimeout,
+        };
+        self.close_with(reason);
     }
 
     /// Accepts the CONNECT: queues CONNACK 0 with `session_present`, then resumes `session`
-    /// (retransmits unacknowledged PUBLISH with DUP and PUBRELs, then sends queued messages).
+    /// (retransmits unacknowledged PUBLISH with DUP and PUBRELs, in their original order, then
+    /// sends queued messages), then processes the packets that arrived after CONNECT.
+    ///
+    /// Ignored unless a [`ServerEvent::Connect`] is awaiting an answer. Messages the broker
+    /// queued with [`ServerConnection::publish`] before accepting are moved behind `session`'s
+    /// queue.
     pub fn accept(&mut self, now: Instant, session: Session, session_present: bool) {
-        let _ = (now, session, session_present);
-        todo!()
+        if self.state != State::AwaitingDecision {
+            return;
+        }
+        let _ = now;
+        let early = std::mem::replace(&mut self.flows.session, session);
+        for message in early.queued_messages() {
+            let _ = self.flows.session.enqueue(message.clone());
+        }
+        self.state = State::Connected;
+        self.decoder
+            .set_max_packet_size(self.config.max_packet_size);
+        // [MQTT-3.1.4-4], [MQTT-3.2.2-1..3]: the broker decides session_present.
+        self.flows.push(Tx::ConnAck(ConnAck {
+            session_present,
+            return_code: ConnectReturnCode::Accepted,
+        }));
+        self.flows.resume();
+        let held = std::mem::take(&mut self.held);
+        self.held_bytes = 0;
+        for packet in held {
+            if self.state != State::Connected || self.handle_packet(packet).is_err() {
+                break;
+            }
+        }
     }
 
-    /// Refuses the CONNECT with `code` (non-zero): queues the CONNACK and closes.
+    /// Refuses the CONNECT with `code` (non-zero): queues the CONNACK and closes. The packets
+    /// that followed CONNECT are discarded unprocessed ([MQTT-3.1.4-5]); no event follows.
+    /// [`ConnectReturnCode::Accepted`] is not a refusal and is sent as
+    /// [`ConnectReturnCode::NotAuthorized`].
+    ///
+    /// Ignored unless a [`ServerEvent::Connect`] is awaiting an answer.
     pub fn refuse(&mut self, code: ConnectReturnCode) {
-        let _ = code;
-        todo!()
+        if self.state != State::AwaitingDecision {
+            return;
+        }
+        let return_code = match code {
+            ConnectReturnCode::Accepted => ConnectReturnCode::NotAuthorized,
+            code => code,
+        };
+        // [MQTT-3.2.2-4] session present 0 with a non-zero code; [MQTT-3.2.2-5] then close.
+        self.flows.push(Tx::ConnAck(ConnAck {
+            session_present: false,
+            return_code,
+        }));
+        self.shut();
     }
 
     /// Delivers a message to this client: QoS 0 is written at once; QoS 1/2 get a packet id
     /// and go out within the in-flight window, or wait in the session queue behind it. Returns
-    /// the message dropped to make room, if a queue bound was hit.
+    /// the message dropped to make room, if a queue bound was hit (see [`Session::enqueue`]).
+    ///
+    /// Before [`ServerConnection::accept`] or after the connection closed, QoS 1/2 messages are
+    /// queued in the session and QoS 0 messages are returned (dropped).
     pub fn publish(&mut self, now: Instant, message: Message) -> Option<Message> {
-        let _ = (now, message);
-        todo!()
+        let _ = now;
+        if self.state != State::Connected {
+            return self.flows.session.enqueue(message);
+        }
+        self.flows
+            .publish(message, 0, true)
+            .map(|queued| queued.message)
     }
 
-    /// Answers a SUBSCRIBE.
+    /// Answers a SUBSCRIBE ([MQTT-3.8.4-1]: one return code per filter, in order). Ignored
+    /// unless connected.
     pub fn suback(&mut self, packet_id: PacketId, return_codes: Vec<SubAckReturnCode>) {
-        let _ = (packet_id, return_codes);
-        todo!()
+        if self.state == State::Connected {
+            self.flows.push(Tx::SubAck(SubAck {
+                packet_id,
+                return_codes,
+            }));
+        }
     }
 
-    /// Answers an UNSUBSCRIBE.
+    /// Answers an UNSUBSCRIBE. Ignored unless connected.
     pub fn unsuback(&mut self, packet_id: PacketId) {
-        let _ = packet_id;
-        todo!()
+        if self.state == State::Connected {
+            self.flows.push(Tx::UnsubAck(packet_id));
+        }
     }
 
-    /// Closes the connection from the server side (shutdown, takeover). Nothing more is read.
+    /// Closes the connection from the server side (shutdown, takeover). Nothing more is read
+    /// and no event follows; packets already queued can still be flushed with
+    /// [`ServerConnection::poll_transmit`].
     pub fn close(&mut self) {
-        todo!()
+        self.shut();
     }
 
     /// Moves the bytes to send into `out`. Returns whether anything was added.
     #[must_use]
     pub fn poll_transmit(&mut self, out: &mut OutBuf) -> bool {
-        let _ = out;
-        todo!()
+        let before = out.len();
+        while let Some(sent) = self.flows.transmit_one(out) {
+            debug_assert_ne!(sent, Sent::Disconnect, "the server never sends DISCONNECT");
+        }
+        out.len() > before
     }
 
     /// The next event for the broker, if any.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<ServerEvent> {
-        todo!()
+        let event = self.events.pop_front();
+        if event.is_none() && self.events.capacity() > 0 {
+            // An idle connection holds no event-queue allocation.
+            self.events = VecDeque::new();
+        }
+        event
     }
 
     /// The next deadline at which [`ServerConnection::handle_timeout`] must be called.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        todo!()
+        match self.state {
+            State::AwaitingConnect => self.last_received.checked_add(self.config.connect_timeout),
+            State::AwaitingDecision | State::Connected => self
+                .keep_alive_window
+                .and_then(|window| self.last_received.checked_add(window)),
+            State::Closed => None,
+        }
     }
 
     /// Whether the connection is closed: flush what was transmitted, then close the socket.
     pub fn is_closed(&self) -> bool {
-        todo!()
+        self.state == State::Closed
+    }
+
+    /// Whether the machine consumes more bytes now: `false` once closed, and while a CONNECT
+    /// awaits the broker's decision with [`ServerConfig::max_connect_packet_size`] bytes of
+    /// later packets held already. A driver stops reading the socket while this is `false`, so
+    /// its read buffer stays bounded, and feeds what it buffered again after
+    /// [`ServerConnection::accept`].
+    pub fn wants_read(&self) -> bool {
+        match self.state {
+            State::AwaitingConnect | State::Connected => true,
+            State::AwaitingDecision => self.held_bytes < self.config.max_connect_packet_size,
+            State::Closed => false,
+        }
+    }
+
+    /// Whether CONNECT was accepted and the connection is still open.
+    pub fn is_connected(&self) -> bool {
+        self.state == State::Connected
+    }
+
+    /// The session this connection drives (in-flight and queued counts, for metrics).
+    pub fn session(&self) -> &Session {
+        &self.flows.session
     }
 
     /// The session this connection drove, to be kept (clean session 0) or dropped.
+    ///
+    /// QoS 0 messages not yet transmitted are dropped; QoS 1/2 state stays in the session and is
+    /// retransmitted by the next connection that resumes it.
     pub fn into_session(self) -> Session {
-        todo!()
+        self.flows.session
+    }
+
+    fn handle_packet(&mut self, packet: Packet) -> Result<(), ProtocolError> {
+        match self.state {
+            State::AwaitingConnect => match packet {
+                Packet::Connect(connect) => self.on_connect(connect),
+                _ => Err(self.fail(ProtocolError::FirstPacketNotConnect)),
+            },
+            State::Connected => self.on_packet(packet),
+            State::AwaitingDecision | State::Closed => Ok(()),
+        }
+    }
+
+    fn on_connect(&mut self, connect: Box<Connect>) -> Result<(), ProtocolError> {
+        if connect.client_id.is_empty() && !connect.clean_session {
+            // [MQTT-3.1.3-8]: CONNACK 0x02, then close.
+            return Err(self.refuse_with(ConnectReturnCode::IdentifierRejected));
+        }
+        self.keep_alive_window = self.keep_alive_window_for(connect.keep_alive.0);
+        self.state = State::AwaitingDecision;
+        self.events.push_back(ServerEvent::Connect(connect));
+        Ok(())
+    }
+
+    /// 1.5 × the client's keep-alive (capped by `max_keep_alive`) plus the grace.
+    fn keep_alive_window_for(&self, requested: u16) -> Option<Duration> {
+        let secs = match self.config.max_keep_alive {
+            Some(max) if max > 0 && (requested == 0 || requested > max) => max,
+            _ => requested,
+        };
+        // [MQTT-3.1.2-24]: keep-alive 0 means no deadline.
+        (secs > 0).then(|| {
+            Duration::from_millis(u64::from(secs) * 1500)
+                .saturating_add(self.config.keep_alive_grace)
+        })
+    }
+
+    fn on_packet(&mut self, packet: Packet) -> Result<(), ProtocolError> {
+        match packet {
+            Packet::Connect(_) => Err(self.fail(ProtocolError::SecondConnect)),
+            Packet::Publish(publish) => match self.flows.on_publish(publish) {
+                Ok(Some(publish)) => {
+                    self.events.push_back(ServerEvent::Publish(publish));
+                    Ok(())
+                }
+                Ok(None) => Ok(()),
+                Err(error) => Err(self.fail(error)),
+            },
+            Packet::PubAck(id) => {
+                let delivered = self.flows.on_puback(id).map_err(|e| self.fail(e))?;
+                if delivered.is_some() {
+                    self.events.push_back(ServerEvent::Delivered(id));
+                }
+                Ok(())
+            }
+            Packet::PubRec(id) => self.flows.on_pubrec(id).map_err(|e| self.fail(e)),
+            Packet::PubRel(id) => {
+                self.flows.on_pubrel(id);
+                Ok(())
+            }
+            Packet::PubComp(id) => {
+                let delivered = self.flows.on_pubcomp(id).map_err(|e| self.fail(e))?;
+                if delivered.is_some() {
+                    self.events.push_back(ServerEvent::Delivered(id));
+                }
+                Ok(())
+            }
+            Packet::Subscribe(subscribe) => {
+                self.events.push_back(ServerEvent::Subscribe(subscribe));
+                Ok(())
+            }
+            Packet::Unsubscribe(unsubscribe) => {
+                self.events.push_back(ServerEvent::Unsubscribe(unsubscribe));
+                Ok(())
+            }
+            Packet::PingReq => {
+                // [MQTT-3.12.4-1]
+                self.flows.push(Tx::PingResp);
+                Ok(())
+            }
+            Packet::Disconnect => {
+                // [MQTT-3.14.4-1], [MQTT-3.1.2-10]: close, discard the will.
+                self.shut();
+                self.events.push_back(ServerEvent::Disconnect);
+                Ok(())
+            }
+            Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
+                let name = packet.name();
+                Err(self.fail(ProtocolError::UnexpectedPacket(name)))
+            }
+        }
+    }
+
+    /// A decode error: CONNACK 0x01 first if it was an unacceptable protocol level in CONNECT.
+    fn decode_failed(&mut self, error: DecodeError) -> ProtocolError {
+        if self.state == State::AwaitingConnect {
+            if let Some(code) = connack_code_for(&error) {
+                return self.refuse_with(code);
+            }
+        }
+        self.fail(ProtocolError::Decode(error))
+    }
+
+    /// Queues a refusing CONNACK decided by the machine itself, closes, and reports it.
+    fn refuse_with(&mut self, code: ConnectReturnCode) -> ProtocolError {
+        self.flows.push(Tx::ConnAck(ConnAck {
+            session_present: false,
+            return_code: code,
+        }));
+        self.fail(ProtocolError::Refused(code))
+    }
+
+    /// Closes because of a protocol violation and reports it.
+    fn fail(&mut self, error: ProtocolError) -> ProtocolError {
+        self.close_with(CloseReason::Protocol(error.clone()));
+        error
+    }
+
+    fn close_with(&mut self, reason: CloseReason) {
+        self.shut();
+        self.events.push_back(ServerEvent::Closed(reason));
+    }
+
+    fn shut(&mut self) {
+        self.state = State::Closed;
+        self.held = VecDeque::new();
+        self.held_bytes = 0;
+    }
+}
+
+/// The CONNACK return code a CONNECT decode error must be answered with before closing, if any
+/// ([MQTT-3.1.2-2]: an unsupported protocol level gets 0x01). Every other malformed CONNECT is
+/// closed without CONNACK ([MQTT-3.1.4-1]).
+fn connack_code_for(error: &DecodeError) -> Option<ConnectReturnCode> {
+    error.connack_return_code()
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::packet::Publish;
+    use crate::topic::TopicName;
+    use crate::types::{KeepAlive, Protocol, QoS, QosPid};
+
+    fn bytes_of(packets: &[Packet]) -> BytesMut {
+        let mut out = BytesMut::new();
+        for packet in packets {
+            packet.encode(&mut out).expect("encodable");
+        }
+        out
+    }
+
+    fn connect(client_id: &str) -> Packet {
+        Packet::Connect(Box::new(Connect {
+            protocol: Protocol::V311,
+            keep_alive: KeepAlive(0),
+            client_id: client_id.to_owned(),
+            clean_session: true,
+            will: None,
+            username: None,
+            password: None,
+        }))
+    }
+
+    fn message(qos: QoS, payload: &'static str) -> Message {
+        Message::new(
+            TopicName::new("t").expect("valid"),
+            Bytes::from_static(payload.as_bytes()),
+            qos,
+            false,
+        )
+    }
+
+    fn accepted(now: Instant) -> ServerConnection {
+        let mut conn = ServerConnection::new(ServerConfig::default(), now);
+        conn.handle_read(now, &mut bytes_of(&[connect("c")]))
+            .expect("valid");
+        assert!(matches!(conn.poll_event(), Some(ServerEvent::Connect(_))));
+        conn.accept(now, Session::default(), false);
+        conn
+    }
+
+    fn drain(conn: &mut ServerConnection) -> usize {
+        let mut out = OutBuf::new();
+        let _ = conn.poll_transmit(&mut out);
+        out.len()
+    }
+
+    #[test]
+    fn an_idle_connection_is_small_and_holds_no_heap_buffers() {
+        assert!(std::mem::size_of::<ServerConnection>() <= 400);
+        let now = Instant::now();
+        let mut conn = accepted(now);
+        conn.publish(now, message(QoS::AtLeastOnce, "x"));
+        assert!(drain(&mut conn) > 0);
+        let puback = Packet::PubAck(PacketId::new(1).expect("non-zero"));
+        conn.handle_read(now, &mut bytes_of(&[puback]))
+            .expect("valid");
+        assert_eq!(
+            conn.poll_event(),
+            Some(ServerEvent::Delivered(PacketId::new(1).expect("non-zero")))
+        );
+        assert_eq!(conn.poll_event(), None);
+        assert_eq!(drain(&mut conn), 0);
+        assert_eq!(conn.events.capacity(), 0);
+        assert_eq!(conn.flows.tx_capacity(), 0);
+        assert_eq!(conn.held.capacity(), 0);
+        assert!(conn.session().is_empty());
+    }
+
+    #[test]
+    fn accept_and_refuse_are_ignored_without_a_pending_connect() {
+        let now = Instant::now();
+        let mut conn = ServerConnection::new(ServerConfig::default(), now);
+        conn.accept(now, Session::default(), true);
+        conn.refuse(ConnectReturnCode::NotAuthorized);
+        assert!(!conn.is_connected());
+        assert!(!conn.is_closed());
+        assert_eq!(drain(&mut conn), 0);
+    }
+
+    #[test]
+    fn messages_published_before_accept_are_kept_for_the_accepted_session() {
+        let now = Instant::now();
+        let mut conn = ServerConnection::new(ServerConfig::default(), now);
+        conn.handle_read(now, &mut bytes_of(&[connect("c")]))
+            .expect("valid");
+        assert_eq!(
+            conn.publish(now, message(QoS::AtMostOnce, "dropped")),
+            Some(message(QoS::AtMostOnce, "dropped"))
+        );
+        assert_eq!(conn.publish(now, message(QoS::AtLeastOnce, "kept")), None);
+        conn.accept(now, Session::default(), false);
+        assert_eq!(conn.session().inflight_len(), 1);
+    }
+
+    #[test]
+    fn a_closed_connection_leaves_further_bytes_unread() {
+        let now = Instant::now();
+        let mut conn = accepted(now);
+        conn.close();
+        let mut buf = bytes_of(&[Packet::PingReq]);
+        assert_eq!(conn.handle_read(now, &mut buf), Ok(()));
+        assert_eq!(buf.len(), 2);
+        assert_eq!(conn.poll_event(), None);
+        assert_eq!(conn.poll_timeout(), None);
+    }
+
+    #[test]
+    fn packets_held_before_the_decision_are_bounded_by_the_connect_cap() {
+        let now = Instant::now();
+        let config = ServerConfig {
+            max_connect_packet_size: 40,
+            ..ServerConfig::default()
+        };
+        let mut conn = ServerConnection::new(config, now);
+        let publish = |n: u16| {
+            Packet::Publish(Publish {
+                dup: false,
+                qos_pid: QosPid::AtLeastOnce(PacketId::new(n).expect("non-zero")),
+                retain: false,
+                topic: TopicName::new("t").expect("valid"),
+                payload: Bytes::from_static(b"0123456789"),
+            })
+        };
+        let mut buf = bytes_of(&[connect("c"), publish(1), publish(2), publish(3), publish(4)]);
+        conn.handle_read(now, &mut buf).expect("valid");
+        // Each PUBLISH is 17 bytes: three are held (51 >= 40), the fourth stays in the buffer.
+        assert_eq!(conn.held.len(), 3);
+        assert_eq!(buf.len(), 17);
+        assert!(!conn.wants_read());
+        let _ = conn.poll_event();
+        conn.accept(now, Session::default(), false);
+        assert!(conn.wants_read());
+        conn.handle_read(now, &mut buf).expect("valid");
+        let publishes = std::iter::from_fn(|| conn.poll_event())
+            .filter(|e| matches!(e, ServerEvent::Publish(_)))
+            .count();
+        assert_eq!(publishes, 4);
+    }
+
+    #[test]
+    fn disconnect_closes_without_a_closed_event_mqtt_3_1_2_10() {
+        let now = Instant::now();
+        let mut conn = accepted(now);
+        conn.handle_read(now, &mut bytes_of(&[Packet::Disconnect]))
+            .expect("valid");
+        assert_eq!(conn.poll_event(), Some(ServerEvent::Disconnect));
+        assert_eq!(conn.poll_event(), None);
+        assert!(conn.is_closed());
     }
 }

@@ -1,0 +1,712 @@
+//! One task per client connection: the tokio shell around the codec's [`ServerConnection`].
+//!
+//! The task feeds the state machine bytes from the socket, timeouts and the broker's decisions,
+//! and drains its outputs after every input: events (CONNECT, PUBLISH, SUBSCRIBE, …) are acted
+//! on here by asking the access control, the session registry and the router; bytes to send
+//! collect in an [`OutBuf`] that is written with one vectored write per wake-up. Nothing
+//! MQTT-specific is parsed here: every protocol rule lives in the state machine.
+//!
+//! Backpressure: the mailbox is drained only while the pending output is under
+//! [`WRITE_HIGH_WATER`], and the socket is read only while it is under [`READ_PAUSE`]; a client
+//! that does not read its socket therefore stops being fed, its mailbox fills up and the router
+//! drops (and counts) for it alone.
+
+use std::future::{pending, poll_fn};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::{Duration, SystemTime};
+
+use bytes::BytesMut;
+use mqtt_codec::packet::{Packet, SubAckReturnCode};
+use mqtt_codec::server::{CloseReason, ServerConnection, ServerEvent};
+use mqtt_codec::session::{Message, Session};
+use mqtt_codec::{
+    Connect, ConnectReturnCode, LastWill, OutBuf, Publish, QoS, Subscribe, Unsubscribe,
+};
+use rand::distributions::{Alphanumeric, DistString};
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::Shared;
+use crate::events::BrokerEvent;
+use crate::hooks::{Action, ClientInfo, ConnectRequest};
+use crate::plugins::BrokerStats;
+use crate::sessions::{Online, Subscriber};
+use crate::store::StoredSession;
+use crate::transport::Transport;
+
+/// Stop taking messages from the mailbox while this much output waits for the socket.
+pub(crate) const WRITE_HIGH_WATER: usize = 64 * 1024;
+/// Stop reading the socket while this much output waits (a peer that sends but never reads).
+pub(crate) const READ_PAUSE: usize = 1024 * 1024;
+/// How long a connection may take to flush its last bytes once it is closing.
+const FLUSH_DEADLINE: Duration = Duration::from_secs(2);
+/// How long a new connection waits for the one it takes over to let go of the session.
+const TAKEOVER_DEADLINE: Duration = Duration::from_secs(5);
+
+/// A listener's name and live connection count.
+#[derive(Debug)]
+pub(crate) struct ListenerState {
+    pub(crate) name: Arc<str>,
+    pub(crate) max_connections: usize,
+    pub(crate) connections: AtomicUsize,
+}
+
+/// One counted connection on a listener; gives its slot back when dropped.
+#[derive(Debug)]
+pub(crate) struct Slot(Arc<ListenerState>);
+
+impl ListenerState {
+    /// Takes a connection slot, or `None` when `max_connections` are already served.
+    pub(crate) fn try_acquire(self: &Arc<Self>) -> Option<Slot> {
+        let max = if self.max_connections == 0 {
+            usize::MAX
+        } else {
+            self.max_connections
+        };
+        self.connections
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Slot(self.clone()))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Why a connection ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum End {
+    /// Still running.
+    Open,
+    /// DISCONNECT received: the will is discarded ([MQTT-3.1.2-10]).
+    Graceful,
+    /// The broker is shutting down.
+    Shutdown,
+    /// Lost without DISCONNECT: the will is published ([MQTT-3.1.2-8]).
+    Abnormal(String),
+}
+
+struct Attached {
+    sub: Arc<Subscriber>,
+    info: Arc<ClientInfo>,
+    will: Option<LastWill>,
+}
+
+struct Conn<T> {
+    io: T,
+    shared: Arc<Shared>,
+    listener: Arc<str>,
+    peer: Option<SocketAddr>,
+    machine: ServerConnection,
+    out: OutBuf,
+    rbuf: BytesMut,
+    /// Cancelled by broker shutdown (it is a child of the broker's token) or by a takeover.
+    kick: CancellationToken,
+    conn_id: u64,
+    attached: Option<Attached>,
+    end: End,
+}
+
+enum Step {
+    Kicked,
+    Read(std::io::Result<usize>),
+    Wrote(std::io::Result<usize>),
+    Mail,
+    Timer,
+}
+
+/// Serves one connection until it closes. Cancel-safe in the sense that shutdown is signalled
+/// through the broker's token, not by dropping this future.
+pub(crate) async fn serve<T: Transport>(
+    io: T,
+    shared: Arc<Shared>,
+    listener: Arc<str>,
+    peer: Option<SocketAddr>,
+    slot: Slot,
+) {
+    let machine = ServerConnection::new(shared.server_config.clone(), now());
+    let conn = Conn {
+        io,
+        kick: shared.cancel.child_token(),
+        conn_id: shared.next_conn_id(),
+        shared,
+        listener,
+        peer,
+        machine,
+        out: OutBuf::new(),
+        rbuf: BytesMut::new(),
+        attached: None,
+        end: End::Open,
+    };
+    conn.run().await;
+    drop(slot);
+}
+
+/// The current time as the state machine sees it (steerable by tokio's paused clock in tests).
+fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+impl<T: Transport> Conn<T> {
+    async fn run(mut self) {
+        let sleep = tokio::time::sleep(Duration::from_secs(3600));
+        tokio::pin!(sleep);
+        let mut armed: Option<std::time::Instant> = None;
+        let mut kicked = false;
+        loop {
+            self.process_outputs().await;
+            if self.machine.is_closed() || self.end != End::Open {
+                break;
+            }
+            let deadline = self.machine.poll_timeout();
+            if deadline != armed {
+                if let Some(d) = deadline {
+                    sleep.as_mut().reset(tokio::time::Instant::from_std(d));
+                }
+                armed = deadline;
+            }
+            let mail_ok = self.attached.is_some() && self.out.len() < WRITE_HIGH_WATER;
+            let reading = self.out.len() < READ_PAUSE && self.machine.wants_read();
+            let step = {
+                let Conn {
+                    io,
+                    out,
+                    rbuf,
+                    attached,
+                    kick,
+                    ..
+                } = &mut self;
+                let wake = async {
+                    match attached {
+                        Some(a) => a.sub.wake.notified().await,
+                        None => pending().await,
+                    }
+                };
+                let io_step = poll_fn(|cx| {
+                    if !out.is_empty() {
+                        if let Poll::Ready(r) = io.poll_write_from(cx, out) {
+                            return Poll::Ready(Step::Wrote(r));
+                        }
+                    }
+                    if reading {
+                        if let Poll::Ready(r) = io.poll_read_into(cx, rbuf) {
+                            return Poll::Ready(Step::Read(r));
+                        }
+                    }
+                    Poll::Pending
+                });
+                tokio::select! {
+                    biased;
+                    _ = kick.cancelled(), if !kicked => Step::Kicked,
+                    step = io_step => step,
+                    _ = wake, if mail_ok => Step::Mail,
+                    _ = &mut sleep, if armed.is_some() => Step::Timer,
+                }
+            };
+            match step {
+                Step::Kicked => {
+                    kicked = true;
+                    self.end = if self.shared.cancel.is_cancelled() {
+                        End::Shutdown
+                    } else {
+                        End::Abnormal(
+                            "taken over by a new connection with the same client id".into(),
+                        )
+                    };
+                    self.machine.close();
+                }
+                Step::Read(Ok(0)) => {
+                    self.lost("connection closed by the client without DISCONNECT")
+                }
+                Step::Read(Err(e)) => self.lost(&format!("read error: {e}")),
+                Step::Read(Ok(n)) => {
+                    self.shared.stats.bytes_received(n);
+                    if let Err(e) = self.machine.handle_read(now(), &mut self.rbuf) {
+                        tracing::debug!(client_id = self.client_id(), peer = ?self.peer, "protocol error: {e}");
+                    }
+                    if self.rbuf.is_empty() {
+                        // An idle connection holds no read buffer.
+                        self.rbuf = BytesMut::new();
+                    }
+                }
+                Step::Wrote(Ok(n)) => {
+                    self.shared.stats.bytes_sent(n);
+                    self.out.shrink_if_empty();
+                }
+                Step::Wrote(Err(e)) => self.lost(&format!("write error: {e}")),
+                Step::Mail => self.drain_mailbox(),
+                Step::Timer => {
+                    armed = None;
+                    self.machine.handle_timeout(now());
+                }
+            }
+        }
+        self.finish().await;
+    }
+
+    fn client_id(&self) -> &str {
+        self.attached.as_ref().map_or("", |a| &a.info.client_id)
+    }
+
+    fn lost(&mut self, why: &str) {
+        if self.end == End::Open {
+            self.end = End::Abnormal(why.to_owned());
+        }
+    }
+
+    /// Acts on every pending event, then moves every pending byte into `out`.
+    async fn process_outputs(&mut self) {
+        loop {
+            while let Some(event) = self.machine.poll_event() {
+                self.handle_event(event).await;
+            }
+            // Bytes left undecoded while a CONNECT awaited our decision are fed again now.
+            if self.rbuf.is_empty() || !self.machine.is_connected() || !self.machine.wants_read() {
+                break;
+            }
+            let before = self.rbuf.len();
+            if let Err(e) = self.machine.handle_read(now(), &mut self.rbuf) {
+                tracing::debug!(client_id = self.client_id(), peer = ?self.peer, "protocol error: {e}");
+            }
+            if self.rbuf.len() == before {
+                break;
+            }
+        }
+        while self.machine.poll_transmit(&mut self.out) {}
+    }
+
+    async fn handle_event(&mut self, event: ServerEvent) {
+        count_packets(&self.shared.stats, &event);
+        match event {
+            ServerEvent::Connect(connect) => self.on_connect(*connect).await,
+            ServerEvent::Publish(publish) => self.on_publish(publish),
+            ServerEvent::Subscribe(subscribe) => self.on_subscribe(subscribe),
+            ServerEvent::Unsubscribe(unsubscribe) => self.on_unsubscribe(unsubscribe),
+            ServerEvent::Delivered(_) => {}
+            ServerEvent::Disconnect => {
+                self.emit_packet(|| Packet::Disconnect);
+                if let Some(a) = &mut self.attached {
+                    a.will = None;
+                }
+                if self.end == End::Open {
+                    self.end = End::Graceful;
+                }
+            }
+            ServerEvent::Closed(reason) => {
+                let why = match reason {
+                    CloseReason::Protocol(e) => format!("protocol violation: {e}"),
+                    CloseReason::ConnectTimeout => {
+                        "no CONNECT within the connect timeout".to_owned()
+                    }
+                    CloseReason::KeepAliveTimeout => {
+                        "keep-alive expired [MQTT-3.1.2-24]".to_owned()
+                    }
+                };
+                self.lost(&why);
+            }
+        }
+    }
+
+    fn emit_packet(&self, build: impl FnOnce() -> Packet) {
+        self.shared
+            .events
+            .emit_packet(self.attached.as_ref().map(|a| &*a.info), build);
+    }
+
+    async fn on_connect(&mut self, connect: Connect) {
+        self.shared
+            .events
+            .emit_packet(None, || Packet::Connect(Box::new(connect.clone())));
+        let client_id: Arc<str> = if connect.client_id.is_empty() {
+            if !connect.clean_session {
+                // [MQTT-3.1.3-8] an empty client id requires clean session 1.
+                tracing::info!(peer = ?self.peer, "refused a CONNECT with an empty client id and clean session 0");
+                self.machine.refuse(ConnectReturnCode::IdentifierRejected);
+                return;
+            }
+            // [MQTT-3.1.3-6] assign a unique id, in aMQTT's format.
+            format!(
+                "amqtt/{}",
+                Alphanumeric.sample_string(&mut rand::thread_rng(), 16)
+            )
+            .into()
+        } else {
+            connect.client_id.as_str().into()
+        };
+        let info = Arc::new(ClientInfo {
+            client_id,
+            username: connect.username.as_deref().map(Arc::from),
+            remote_addr: self.peer,
+            listener: self.listener.clone(),
+            clean_session: connect.clean_session,
+            keep_alive: connect.keep_alive.0,
+        });
+        let code = self
+            .shared
+            .access
+            .authenticate(ConnectRequest {
+                client: &info,
+                password: connect.password.as_ref(),
+            })
+            .await;
+        if code != ConnectReturnCode::Accepted {
+            tracing::info!(client_id = %info.client_id, peer = ?self.peer, "refused CONNECT: {code}");
+            self.machine.refuse(code);
+            return;
+        }
+        let Some((sub, session, session_present)) = self.attach(&info).await else {
+            self.machine.refuse(ConnectReturnCode::ServerUnavailable);
+            return;
+        };
+        self.machine.accept(now(), session, session_present);
+        self.shared.stats.client_connected();
+        tracing::info!(
+            client_id = %info.client_id,
+            peer = ?self.peer,
+            listener = %self.listener,
+            clean_session = info.clean_session,
+            keep_alive = info.keep_alive,
+            session_present,
+            "client connected"
+        );
+        self.shared.events.emit(|| BrokerEvent::ClientConnected {
+            client: &info,
+            session_present,
+        });
+        self.attached = Some(Attached {
+            sub,
+            info,
+            will: connect.will,
+        });
+    }
+
+    /// Makes this connection the one driving the session of `info.client_id`, taking it over
+    /// from a connection that still drives it ([MQTT-3.1.4-2]). Returns the session to resume
+    /// and whether it was present; `None` when the old connection did not let go in time or
+    /// the broker is shutting down.
+    async fn attach(&self, info: &Arc<ClientInfo>) -> Option<(Arc<Subscriber>, Session, bool)> {
+        let shared = &self.shared;
+        let deadline = tokio::time::Instant::now() + TAKEOVER_DEADLINE;
+        loop {
+            let sub = shared.registry.get_or_create(info);
+            let released = sub.released.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            {
+                let mut state = sub.state.lock();
+                if state.removed {
+                    // Removed between the lookup and the lock; a fresh entry is made next turn.
+                    continue;
+                }
+                match &state.online {
+                    Some(old) => {
+                        tracing::info!(
+                            client_id = %info.client_id,
+                            old_connection = old.conn_id,
+                            new_connection = self.conn_id,
+                            "taking over the session from the previous connection"
+                        );
+                        old.kick.cancel();
+                    }
+                    None => {
+                        state.online = Some(Online {
+                            conn_id: self.conn_id,
+                            kick: self.kick.clone(),
+                        });
+                        state.info = info.clone();
+                        let store = &shared.router.sessions;
+                        let resumed = if info.clean_session {
+                            // [MQTT-3.1.2-6] clean session 1 discards any previous session.
+                            shared.router.unsubscribe_all(&sub, &mut state);
+                            state.mailbox.clear();
+                            store.remove(&info.client_id);
+                            None
+                        } else {
+                            store.take(&info.client_id)
+                        };
+                        state.persistent = !info.clean_session;
+                        drop(state);
+                        let present = resumed.is_some();
+                        let session = resumed
+                            .map_or_else(|| Session::new(shared.session_limits), |s| s.session);
+                        return Some((sub.clone(), session, present));
+                    }
+                }
+            }
+            tokio::select! {
+                _ = released => {}
+                _ = self.kick.cancelled() => return None,
+                _ = tokio::time::sleep_until(deadline) => {
+                    tracing::warn!(client_id = %info.client_id, "the previous connection did not release the session in time");
+                    return None;
+                }
+            }
+        }
+    }
+
+    fn on_publish(&mut self, publish: Publish) {
+        self.emit_packet(|| Packet::Publish(publish.clone()));
+        let Some(attached) = &self.attached else {
+            return;
+        };
+        let shared = &self.shared;
+        let topic = publish.topic;
+        if topic.as_str().starts_with("$SYS") {
+            // [MQTT-4.7.2] `$SYS` is the broker's; clients may not publish there.
+            tracing::warn!(client_id = %attached.info.client_id, %topic, "dropped a PUBLISH to a $SYS topic");
+            return;
+        }
+        if topic.levels().count() > shared.config.limits.max_topic_levels {
+            tracing::warn!(client_id = %attached.info.client_id, "dropped a PUBLISH whose topic has too many levels");
+            return;
+        }
+        if shared.filters_topics
+            && !shared
+                .access
+                .check_topic(&attached.info, topic.as_str(), Action::Publish)
+        {
+            tracing::info!(client_id = %attached.info.client_id, %topic, "PUBLISH denied by topic filtering");
+            return;
+        }
+        let message = Message {
+            topic,
+            payload: publish.payload,
+            qos: publish.qos_pid.qos(),
+            retain: publish.retain,
+        };
+        shared.events.emit(|| BrokerEvent::MessageReceived {
+            client: &attached.info,
+            message: &message,
+        });
+        shared.router.route(Some(&attached.info), &message);
+    }
+
+    fn on_subscribe(&mut self, subscribe: Subscribe) {
+        self.emit_packet(|| Packet::Subscribe(subscribe.clone()));
+        let Some(attached) = &self.attached else {
+            return;
+        };
+        let shared = &self.shared;
+        let mut codes = Vec::with_capacity(subscribe.filters.len());
+        let mut granted = Vec::with_capacity(subscribe.filters.len());
+        {
+            let mut state = attached.sub.state.lock();
+            for (filter, qos) in subscribe.filters {
+                let too_deep = filter.levels().count() > shared.config.limits.max_topic_levels;
+                if too_deep
+                    || (shared.filters_topics
+                        && !shared.access.check_topic(
+                            &attached.info,
+                            filter.as_str(),
+                            Action::Subscribe,
+                        ))
+                {
+                    tracing::info!(client_id = %attached.info.client_id, %filter, "SUBSCRIBE refused");
+                    codes.push(SubAckReturnCode::Failure);
+                    continue;
+                }
+                shared
+                    .router
+                    .subscribe(&attached.sub, &mut state, filter.clone(), qos);
+                codes.push(SubAckReturnCode::Success(qos));
+                granted.push((filter, qos));
+            }
+        }
+        self.machine.suback(subscribe.packet_id, codes);
+        let now = now();
+        let mut retained = Vec::new();
+        for (filter, qos) in &granted {
+            tracing::debug!(client_id = %attached.info.client_id, %filter, qos = qos.as_u8(), "subscribed");
+            shared.events.emit(|| BrokerEvent::ClientSubscribed {
+                client: &attached.info,
+                filter,
+                qos: *qos,
+            });
+            // [MQTT-3.3.1-6] matching retained messages go to the new subscription, retain 1.
+            retained.clear();
+            shared.router.retained.matching(filter, &mut retained);
+            for mut message in retained.drain(..) {
+                if shared.filters_topics
+                    && !shared.access.check_topic(
+                        &attached.info,
+                        message.topic.as_str(),
+                        Action::Receive,
+                    )
+                {
+                    continue;
+                }
+                message.qos = message.qos.min(*qos);
+                message.retain = true;
+                let dropped = self.machine.publish(now, message);
+                if dropped.is_none() {
+                    self.shared.stats.packet_sent(true);
+                }
+                if let Some(dropped) = dropped {
+                    tracing::debug!(client_id = %attached.info.client_id, topic = %dropped.topic, "retained message dropped: queue full");
+                }
+            }
+        }
+    }
+
+    fn on_unsubscribe(&mut self, unsubscribe: Unsubscribe) {
+        self.emit_packet(|| Packet::Unsubscribe(unsubscribe.clone()));
+        let Some(attached) = &self.attached else {
+            return;
+        };
+        {
+            let mut state = attached.sub.state.lock();
+            for filter in &unsubscribe.filters {
+                if self
+                    .shared
+                    .router
+                    .unsubscribe(&attached.sub, &mut state, filter)
+                {
+                    self.shared.events.emit(|| BrokerEvent::ClientUnsubscribed {
+                        client: &attached.info,
+                        filter,
+                    });
+                }
+            }
+        }
+        self.machine.unsuback(unsubscribe.packet_id);
+    }
+
+    /// Moves everything routed to this client into the state machine.
+    fn drain_mailbox(&mut self) {
+        let Some(attached) = &self.attached else {
+            return;
+        };
+        let batch = std::mem::take(&mut attached.sub.state.lock().mailbox);
+        let now = now();
+        for message in batch {
+            let dropped = self.machine.publish(now, message);
+            if dropped.is_none() {
+                self.shared.stats.packet_sent(true);
+            }
+            if let Some(dropped) = dropped {
+                let n = attached.sub.count_drop();
+                if n == 1 || n.is_multiple_of(1000) {
+                    tracing::warn!(client_id = %attached.info.client_id, topic = %dropped.topic, dropped_total = n, "dropped a message: the client's session queue is full");
+                }
+            }
+        }
+    }
+
+    /// Flushes, publishes the will if the end was abnormal, and stores or discards the session.
+    async fn finish(mut self) {
+        while self.machine.poll_transmit(&mut self.out) {}
+        if self.end == End::Open {
+            self.end = End::Abnormal("closed by the protocol state machine".into());
+        }
+        let Conn { io, out, .. } = &mut self;
+        let flush = async {
+            while !out.is_empty() {
+                poll_fn(|cx| io.poll_write_from(cx, out)).await?;
+            }
+            poll_fn(|cx| io.poll_close(cx)).await
+        };
+        if let Ok(Err(e)) | Err(e) = tokio::time::timeout(FLUSH_DEADLINE, flush)
+            .await
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))
+        {
+            tracing::debug!(peer = ?self.peer, "closing flush did not complete: {e}");
+        }
+        let Some(attached) = self.attached.take() else {
+            return;
+        };
+        let shared = self.shared.clone();
+        let (graceful, why) = match &self.end {
+            End::Graceful => (true, "DISCONNECT".to_owned()),
+            End::Shutdown => (false, "broker shutdown".to_owned()),
+            End::Abnormal(why) => (false, why.clone()),
+            End::Open => (false, String::new()),
+        };
+        if let (End::Abnormal(_), Some(will)) = (&self.end, attached.will) {
+            publish_will(&shared, &attached.info, will);
+        }
+        let session = self.machine.into_session();
+        let sub = attached.sub;
+        {
+            let mut state = sub.state.lock();
+            state.online = None;
+            let mailbox = std::mem::take(&mut state.mailbox);
+            if state.persistent && !state.removed {
+                let mut session = session;
+                for message in mailbox.into_iter().filter(|m| m.qos != QoS::AtMostOnce) {
+                    if let Some(dropped) = session.enqueue(message) {
+                        tracing::warn!(client_id = %sub.client_id, topic = %dropped.topic, "dropped a queued message: the session queue is full");
+                        sub.count_drop();
+                    }
+                }
+                let subscriptions = state
+                    .subscriptions
+                    .iter()
+                    .map(|(f, q)| (f.clone(), *q))
+                    .collect();
+                shared.router.sessions.save(
+                    &sub.client_id,
+                    StoredSession {
+                        session,
+                        subscriptions,
+                        disconnected_at: SystemTime::now(),
+                    },
+                );
+            } else {
+                shared.router.unsubscribe_all(&sub, &mut state);
+                state.removed = true;
+                shared.registry.remove(&sub);
+            }
+        }
+        sub.released.notify_waiters();
+        tracing::info!(client_id = %attached.info.client_id, reason = %why, "client disconnected");
+        shared.stats.client_disconnected();
+        shared.events.emit(|| BrokerEvent::ClientDisconnected {
+            client: &attached.info,
+            graceful,
+        });
+    }
+}
+
+/// Counts, for `$SYS/broker/…`, the packets an event stands for: the packet received and the
+/// answer the protocol machine sends for it (CONNACK, SUBACK, UNSUBACK, PUBACK/PUBREC). Acks
+/// and pings handled entirely inside the machine are not visible here and not counted.
+fn count_packets(stats: &BrokerStats, event: &ServerEvent) {
+    match event {
+        ServerEvent::Publish(publish) => {
+            stats.packet_received(true);
+            if publish.qos_pid.qos() != mqtt_codec::QoS::AtMostOnce {
+                stats.packet_sent(false);
+            }
+        }
+        ServerEvent::Connect(_) | ServerEvent::Subscribe(_) | ServerEvent::Unsubscribe(_) => {
+            stats.packet_received(false);
+            stats.packet_sent(false);
+        }
+        ServerEvent::Delivered(_) | ServerEvent::Disconnect => stats.packet_received(false),
+        ServerEvent::Closed(_) => {}
+    }
+}
+
+/// Publishes a will on abnormal loss of the connection ([MQTT-3.1.2-8]), with its QoS and
+/// retain flag ([MQTT-3.1.2-15], [MQTT-3.1.2-17]).
+fn publish_will(shared: &Shared, info: &ClientInfo, will: LastWill) {
+    if will.topic.as_str().starts_with("$SYS") {
+        tracing::warn!(client_id = %info.client_id, topic = %will.topic, "dropped a will to a $SYS topic");
+        return;
+    }
+    tracing::debug!(client_id = %info.client_id, topic = %will.topic, "publishing will");
+    let message = Message {
+        topic: will.topic,
+        payload: will.payload,
+        qos: will.qos,
+        retain: will.retain,
+    };
+    shared.router.route(Some(info), &message);
+}

@@ -1,0 +1,449 @@
+//! [`SubscriptionTrie`]: topic filters in a tree of levels, matched against a topic name
+//! without scanning every subscription.
+//!
+//! Nodes live in an arena (a `Vec`) and refer to each other by index, so insertion, removal
+//! (with pruning of empty branches) and matching are all iterative: no input, however many
+//! levels it has, can exhaust the stack. Matching uses a caller-provided scratch stack and output
+//! vector, so a publish allocates nothing once they have grown.
+//!
+//! Matching follows section 4.7: `+` matches exactly one level (possibly empty), `#` matches the
+//! parent level and everything below, and [MQTT-4.7.2-1] filters starting with a wildcard do not
+//! match topics starting with `$`. No locking here: the router wraps the trie in a lock.
+
+use std::collections::HashMap;
+
+use mqtt_codec::QoS;
+
+/// Subscriptions of many subscribers `S`, each with its granted QoS.
+#[derive(Debug)]
+pub(crate) struct SubscriptionTrie<S> {
+    nodes: Vec<Node<S>>,
+    free: Vec<u32>,
+    len: usize,
+}
+
+#[derive(Debug)]
+struct Node<S> {
+    /// Children by literal level.
+    children: HashMap<Box<str>, u32>,
+    /// The `+` child.
+    plus: Option<u32>,
+    /// The parent and this node's key in it, for pruning (the root's parent is itself).
+    parent: u32,
+    key: NodeKey,
+    /// Subscribers whose filter ends at this node.
+    exact: Vec<(S, QoS)>,
+    /// Subscribers whose filter is this node's path followed by `/#` (or `#` at the root).
+    multi: Vec<(S, QoS)>,
+}
+
+#[derive(Debug, Clone)]
+enum NodeKey {
+    Root,
+    Level(Box<str>),
+    Plus,
+}
+
+const ROOT: u32 = 0;
+/// A match-stack position meaning "every level of the topic has been consumed".
+const END: u32 = u32::MAX;
+
+impl<S: Clone + PartialEq> SubscriptionTrie<S> {
+    /// An empty trie.
+    pub(crate) fn new() -> Self {
+        SubscriptionTrie {
+            nodes: vec![Node::new(ROOT, NodeKey::Root)],
+            free: Vec::new(),
+            len: 0,
+        }
+    }
+
+    /// Number of (filter, subscriber) pairs.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there is no subscription at all.
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Adds `subscriber` to `filter` at `qos`, replacing its previous QoS for this filter
+    /// ([MQTT-3.8.4-3]). Returns whether it replaced an existing subscription. `filter` must be a
+    /// valid topic filter.
+    pub(crate) fn insert(&mut self, filter: &str, subscriber: S, qos: QoS) -> bool {
+        let is_multi = is_multi_filter(filter);
+        let node = match filter_path(filter) {
+            None => ROOT,
+            Some(path) => self.walk_create(path),
+        };
+        let Some(n) = self.nodes.get_mut(node as usize) else {
+            return false;
+        };
+        let list = if is_multi { &mut n.multi } else { &mut n.exact };
+        if let Some(entry) = list.iter_mut().find(|(s, _)| *s == subscriber) {
+            entry.1 = qos;
+            return true;
+        }
+        list.push((subscriber, qos));
+        self.len += 1;
+        false
+    }
+
+    /// Removes `subscriber` from `filter`. Returns its QoS if it was subscribed.
+    pub(crate) fn remove(&mut self, filter: &str, subscriber: &S) -> Option<QoS> {
+        let is_multi = is_multi_filter(filter);
+        let path = filter_path(filter);
+        let node = match path {
+            None => ROOT,
+            Some(path) => self.walk(path)?,
+        };
+        let n = self.nodes.get_mut(node as usize)?;
+        let list = if is_multi { &mut n.multi } else { &mut n.exact };
+        let pos = list.iter().position(|(s, _)| s == subscriber)?;
+        let (_, qos) = list.swap_remove(pos);
+        self.len -= 1;
+        self.prune(node);
+        Some(qos)
+    }
+
+    /// Appends every `(subscriber, granted QoS)` whose filter matches `topic` to `out`. A
+    /// subscriber with several matching filters appears once per filter; the caller merges them.
+    /// `stack` is scratch space, reused between calls.
+    pub(crate) fn matches(
+        &self,
+        topic: &str,
+        stack: &mut Vec<(u32, u32)>,
+        out: &mut Vec<(S, QoS)>,
+    ) {
+        stack.clear();
+        let dollar = topic.starts_with('$');
+        stack.push((ROOT, 0));
+        while let Some((node_idx, pos)) = stack.pop() {
+            let Some(node) = self.nodes.get(node_idx as usize) else {
+                continue;
+            };
+            // [MQTT-4.7.2-1] wildcards at the first level do not match `$` topics.
+            let wildcards_ok = !(dollar && node_idx == ROOT);
+            if pos == END {
+                out.extend(node.exact.iter().cloned());
+                // `a/#` matches `a` ([MQTT-4.7.1-2]: `#` includes the parent level).
+                out.extend(node.multi.iter().cloned());
+                continue;
+            }
+            if wildcards_ok {
+                out.extend(node.multi.iter().cloned());
+            }
+            let rest = topic.get(pos as usize..).unwrap_or("");
+            let (level, next) = match rest.find('/') {
+                Some(i) => (&rest[..i], pos + i as u32 + 1),
+                None => (rest, END),
+            };
+            if let Some(&child) = node.children.get(level) {
+                stack.push((child, next));
+            }
+            if wildcards_ok {
+                if let Some(plus) = node.plus {
+                    stack.push((plus, next));
+                }
+            }
+        }
+    }
+
+    /// The node for the filter levels in `path`, created as needed.
+    fn walk_create(&mut self, path: &str) -> u32 {
+        let mut node = ROOT;
+        for level in path.split('/') {
+            let existing = match self.nodes.get(node as usize) {
+                Some(n) if level == "+" => n.plus,
+                Some(n) => n.children.get(level).copied(),
+                None => None,
+            };
+            node = match existing {
+                Some(child) => child,
+                None => {
+                    let key = if level == "+" {
+                        NodeKey::Plus
+                    } else {
+                        NodeKey::Level(level.into())
+                    };
+                    let child = self.alloc(node, key.clone());
+                    if let Some(n) = self.nodes.get_mut(node as usize) {
+                        match key {
+                            NodeKey::Plus => n.plus = Some(child),
+                            NodeKey::Level(l) => {
+                                n.children.insert(l, child);
+                            }
+                            NodeKey::Root => {}
+                        }
+                    }
+                    child
+                }
+            };
+        }
+        node
+    }
+
+    /// The node for the filter levels in `path`, if it exists.
+    fn walk(&self, path: &str) -> Option<u32> {
+        let mut node = ROOT;
+        for level in path.split('/') {
+            let n = self.nodes.get(node as usize)?;
+            node = if level == "+" {
+                n.plus?
+            } else {
+                *n.children.get(level)?
+            };
+        }
+        Some(node)
+    }
+
+    fn alloc(&mut self, parent: u32, key: NodeKey) -> u32 {
+        let node = Node::new(parent, key);
+        match self.free.pop() {
+            Some(idx) => {
+                if let Some(slot) = self.nodes.get_mut(idx as usize) {
+                    *slot = node;
+                }
+                idx
+            }
+            None => {
+                self.nodes.push(node);
+                (self.nodes.len() - 1) as u32
+            }
+        }
+    }
+
+    /// Frees `node` and its ancestors while they hold nothing.
+    fn prune(&mut self, mut node: u32) {
+        while node != ROOT {
+            let Some(n) = self.nodes.get_mut(node as usize) else {
+                return;
+            };
+            if !(n.exact.is_empty()
+                && n.multi.is_empty()
+                && n.children.is_empty()
+                && n.plus.is_none())
+            {
+                return;
+            }
+            let parent = n.parent;
+            let key = std::mem::replace(&mut n.key, NodeKey::Root);
+            n.children = HashMap::new();
+            n.exact = Vec::new();
+            n.multi = Vec::new();
+            self.free.push(node);
+            if let Some(p) = self.nodes.get_mut(parent as usize) {
+                match key {
+                    NodeKey::Plus => p.plus = None,
+                    NodeKey::Level(l) => {
+                        p.children.remove(&l);
+                    }
+                    NodeKey::Root => {}
+                }
+            }
+            node = parent;
+        }
+        if self.len == 0 && self.free.len() + 1 == self.nodes.len() {
+            // Everything is gone: give the arena's memory back.
+            self.nodes.truncate(1);
+            self.nodes.shrink_to_fit();
+            self.free = Vec::new();
+        }
+    }
+}
+
+impl<S> Node<S> {
+    fn new(parent: u32, key: NodeKey) -> Self {
+        Node {
+            children: HashMap::new(),
+            plus: None,
+            parent,
+            key,
+            exact: Vec::new(),
+            multi: Vec::new(),
+        }
+    }
+}
+
+fn is_multi_filter(filter: &str) -> bool {
+    filter == "#" || filter.ends_with("/#")
+}
+
+/// The levels before a trailing `#` (or all levels); `None` for the filter `#` alone.
+fn filter_path(filter: &str) -> Option<&str> {
+    if filter == "#" {
+        None
+    } else {
+        Some(filter.strip_suffix("/#").unwrap_or(filter))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn matched(trie: &SubscriptionTrie<u32>, topic: &str) -> Vec<(u32, QoS)> {
+        let mut out = Vec::new();
+        trie.matches(topic, &mut Vec::new(), &mut out);
+        out.sort_by_key(|(s, q)| (*s, *q));
+        out
+    }
+
+    fn trie_of(filters: &[&str]) -> SubscriptionTrie<u32> {
+        let mut t = SubscriptionTrie::new();
+        for (i, f) in filters.iter().enumerate() {
+            t.insert(f, i as u32, QoS::AtMostOnce);
+        }
+        t
+    }
+
+    fn ids(trie: &SubscriptionTrie<u32>, topic: &str) -> Vec<u32> {
+        matched(trie, topic).into_iter().map(|(s, _)| s).collect()
+    }
+
+    #[test]
+    fn exact_plus_and_hash_match_per_section_4_7() {
+        let t = trie_of(&[
+            "sport/tennis/player1",
+            "sport/+/player1",
+            "sport/#",
+            "#",
+            "+/+",
+            "+",
+            "/+",
+        ]);
+        assert_eq!(ids(&t, "sport/tennis/player1"), vec![0, 1, 2, 3]);
+        // `sport/#` matches `sport` itself; `+` matches one level.
+        assert_eq!(ids(&t, "sport"), vec![2, 3, 5]);
+        assert_eq!(ids(&t, "sport/"), vec![2, 3, 4]);
+        assert_eq!(ids(&t, "/finance"), vec![3, 4, 6]);
+        assert_eq!(ids(&t, "a/b/c"), vec![3]);
+    }
+
+    #[test]
+    fn plus_matches_an_empty_level() {
+        let t = trie_of(&["a/+/c"]);
+        assert_eq!(ids(&t, "a//c"), vec![0]);
+        assert_eq!(ids(&t, "a/c"), Vec::<u32>::new());
+    }
+
+    #[test]
+    fn wildcard_at_first_level_does_not_match_sys_topics() {
+        let t = trie_of(&["#", "+/broker/uptime", "$SYS/#", "$SYS/broker/+", "+"]);
+        assert_eq!(ids(&t, "$SYS/broker/uptime"), vec![2, 3]);
+        assert_eq!(ids(&t, "$SYS"), vec![2]);
+        assert_eq!(ids(&t, "$other"), Vec::<u32>::new());
+        assert_eq!(ids(&t, "x/broker/uptime"), vec![0, 1]);
+    }
+
+    #[test]
+    fn insert_replaces_qos_and_remove_prunes() {
+        let mut t = SubscriptionTrie::new();
+        assert!(!t.insert("a/b", 1u32, QoS::AtMostOnce));
+        assert!(t.insert("a/b", 1u32, QoS::ExactlyOnce));
+        assert_eq!(t.len(), 1);
+        assert_eq!(matched(&t, "a/b"), vec![(1, QoS::ExactlyOnce)]);
+        t.insert("a/#", 2, QoS::AtLeastOnce);
+        t.insert("#", 3, QoS::AtLeastOnce);
+        assert_eq!(t.remove("a/b", &1), Some(QoS::ExactlyOnce));
+        assert_eq!(t.remove("a/b", &1), None);
+        assert_eq!(t.remove("a/#", &2), Some(QoS::AtLeastOnce));
+        assert_eq!(t.remove("#", &3), Some(QoS::AtLeastOnce));
+        assert!(t.is_empty());
+        assert_eq!(t.nodes.len(), 1, "every branch was pruned");
+    }
+
+    #[test]
+    fn the_same_subscriber_on_overlapping_filters_is_reported_per_filter() {
+        let mut t = SubscriptionTrie::new();
+        t.insert("o/#", 7u32, QoS::AtLeastOnce);
+        t.insert("o/+", 7, QoS::AtMostOnce);
+        t.insert("o/x", 7, QoS::ExactlyOnce);
+        assert_eq!(
+            matched(&t, "o/x"),
+            vec![
+                (7, QoS::AtMostOnce),
+                (7, QoS::AtLeastOnce),
+                (7, QoS::ExactlyOnce)
+            ]
+        );
+    }
+
+    #[test]
+    fn very_deep_filters_do_not_exhaust_the_stack() {
+        let deep = vec!["a"; 100_000].join("/");
+        let mut t = SubscriptionTrie::new();
+        t.insert(&deep, 1u32, QoS::AtMostOnce);
+        let plus = vec!["+"; 100_000].join("/");
+        t.insert(&plus, 2, QoS::AtMostOnce);
+        assert_eq!(ids(&t, &deep), vec![1, 2]);
+        assert_eq!(t.remove(&deep, &1), Some(QoS::AtMostOnce));
+        assert_eq!(t.remove(&plus, &2), Some(QoS::AtMostOnce));
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn freed_nodes_are_reused() {
+        let mut t = SubscriptionTrie::new();
+        t.insert("keep", 0u32, QoS::AtMostOnce);
+        for i in 0..100u32 {
+            t.insert(&format!("x/{i}/y"), i, QoS::AtMostOnce);
+            t.remove(&format!("x/{i}/y"), &i);
+        }
+        assert!(t.nodes.len() <= 5, "arena grew to {}", t.nodes.len());
+    }
+
+    fn level() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("a".to_owned()),
+            Just("b".to_owned()),
+            Just(String::new()),
+            Just("$s".to_owned())
+        ]
+    }
+
+    fn topic() -> impl Strategy<Value = String> {
+        proptest::collection::vec(level(), 1..5).prop_map(|l| l.join("/"))
+    }
+
+    fn filter() -> impl Strategy<Value = String> {
+        let flevel = prop_oneof![level(), Just("+".to_owned())];
+        (proptest::collection::vec(flevel, 0..4), any::<bool>()).prop_filter_map(
+            "empty",
+            |(mut l, hash)| {
+                if hash {
+                    l.push("#".to_owned());
+                }
+                (!l.is_empty()).then(|| l.join("/"))
+            },
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn trie_agrees_with_the_reference_matcher(filters in proptest::collection::vec(filter(), 1..12), topics in proptest::collection::vec(topic(), 1..12)) {
+            let mut t = SubscriptionTrie::new();
+            for (i, f) in filters.iter().enumerate() {
+                t.insert(f, i as u32, QoS::AtMostOnce);
+            }
+            for topic in &topics {
+                let mut expected: Vec<u32> = filters
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, f)| mqtt_codec::topic::matches(f, topic))
+                    .map(|(i, _)| i as u32)
+                    .collect();
+                expected.sort_unstable();
+                let got = ids(&t, topic);
+                prop_assert_eq!(got, expected, "topic {:?} filters {:?}", topic, filters);
+            }
+            for (i, f) in filters.iter().enumerate() {
+                t.remove(f, &(i as u32));
+            }
+            prop_assert!(t.is_empty());
+        }
+    }
+}
