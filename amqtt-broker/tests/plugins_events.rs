@@ -355,3 +355,49 @@ async fn a_stuck_plugin_never_stalls_message_delivery() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn message_received_fires_before_the_publish_checks_and_broadcast_after() {
+    bounded(async {
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let config = config(
+            "plugins:\n  amqtt.plugins.authentication.AnonymousAuthPlugin:\n  \
+             amqtt.plugins.topic_checking.TopicAccessControlListPlugin:\n    \
+             publish-acl: {anonymous: [open/#]}\n",
+        );
+        let registry = PluginRegistry::new();
+        let builder = PluginManager::builder_for_config(&config, &registry).expect("plugins");
+        let recorder = Recorder {
+            lines: lines.clone(),
+            context: builder.context().clone(),
+        };
+        let manager = builder
+            .plugin("recorder", Arc::new(recorder))
+            .build()
+            .expect("manager");
+        let broker = Broker::with_plugin_manager(config, manager).expect("broker");
+        broker.start().await.expect("start");
+        let addr = broker.local_addr("default").expect("bound");
+        let mut p = client(addr, "p").await;
+        p.publish("closed/1", b"x", QoS::AtLeastOnce, false, 1)
+            .await;
+        p.publish("$SYS/fake", b"x", QoS::AtLeastOnce, false, 2)
+            .await;
+        p.publish("open/1", b"x", QoS::AtLeastOnce, false, 3).await;
+        p.disconnect().await;
+        broker.shutdown().await;
+        let lines = lines.lock().expect("lines").clone();
+        position(&lines, "received p closed/1");
+        position(&lines, "received p $SYS/fake");
+        position(&lines, "broadcast p open/1");
+        assert!(
+            !lines.iter().any(|l| l == "broadcast p closed/1"),
+            "{lines:#?}"
+        );
+        assert!(
+            !lines.iter().any(|l| l == "broadcast p $SYS/fake"),
+            "{lines:#?}"
+        );
+    })
+    .await;
+}
