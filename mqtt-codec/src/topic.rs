@@ -183,7 +183,15 @@ impl TopicFilter {
     /// Whether every topic this filter matches is also matched by `outer`
     /// (used by access control: a filter must lie within an allowed filter).
     pub fn is_within(&self, outer: &TopicFilter) -> bool {
-        let mut inner_levels = self.levels();
+        // `#` also matches its parent level, but the parent of a `#` at level 1 or after a
+        // single empty level 1 would be the empty topic, which does not exist: there `#`
+        // matches exactly what `+/#` matches.
+        let inner = match self.as_str() {
+            "#" => "+/#",
+            "/#" => "/+/#",
+            other => other,
+        };
+        let mut inner_levels = inner.split('/');
         let mut outer_levels = outer.levels();
         let mut first = true;
         loop {
@@ -195,11 +203,6 @@ impl TopicFilter {
             }
             match (o, i) {
                 (Some("#"), _) => return true,
-                // A leading `#` matches every non-`$` topic, i.e. one level or more, and so
-                // does `+/#` (`#` also matches its parent level).
-                (Some("+"), Some("#")) if first => {
-                    return outer_levels.next() == Some("#") && outer_levels.next().is_none()
-                }
                 (Some("+"), Some(i)) if i != "#" => {}
                 (Some(o), Some(i)) if o != "+" && o == i => {}
                 (None, None) => return true,

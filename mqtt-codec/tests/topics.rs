@@ -196,6 +196,11 @@ fn is_within_examples_for_access_control() {
     assert!(within("a", "a/#"));
     assert!(within("a/#", "#"));
     assert!(within("#", "+/#"));
+    assert!(within("+/#", "#"));
+    // The parent of `/#` would be the empty topic: `/#` matches `/`, `/a`, … like `/+/#`.
+    assert!(within("/#", "+/+/#"));
+    assert!(within("/#", "/+/#"));
+    assert!(!within("a/#", "a/+/#"));
     assert!(within("$SYS/#", "$SYS/#"));
     // CVE-2017-7650 family: a wider filter is not within a narrower one.
     assert!(!within("a/#", "a/+/c"));
@@ -289,6 +294,8 @@ fn all_topics(max_levels: usize) -> Vec<TopicName> {
 }
 
 proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
     #[test]
     fn matches_agrees_with_a_regex_reference(f in filter_strategy(), t in topic_strategy()) {
         prop_assert_eq!(matches(&f, &t), reference_matches(&f, &t), "filter {:?} topic {:?}", f, t);
