@@ -177,6 +177,37 @@ async fn sub_alone_is_bounded_by_its_duration() {
     assert!(report["receive"]["latency_us"].is_null());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conn_against_the_amqtt_broker_holds_every_connection() {
+    let (broker, url) = start_amqtt().await;
+    let output = bench_output(strings(&[
+        "conn",
+        "--url",
+        &url,
+        "--json",
+        "--clients",
+        "50",
+        "--duration",
+        "300ms",
+    ]))
+    .await;
+    // The load tool disconnected every client before exiting; wait (bounded) for the broker to
+    // have handled all of them.
+    let all_gone = tokio::time::timeout(Duration::from_secs(10), async {
+        while broker.connected_clients() > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    broker.shutdown().await;
+    assert!(output.status.success(), "{output:?}");
+    assert!(all_gone.is_ok(), "clients still connected after the run");
+    let report = json_of(&output.stdout);
+    assert_eq!(report["connections"]["connected"], 50);
+    assert_eq!(report["connections"]["failed"], 0);
+    assert!(report["connections"]["hold_s"].as_f64().unwrap() >= 0.3);
+}
+
 #[test]
 fn an_unreachable_broker_is_a_one_line_error_and_a_failed_exit() {
     let url = format!("mqtt://127.0.0.1:{}", free_port());
