@@ -1,6 +1,6 @@
 //! Broker events (aMQTT's `BrokerEvents` and `MQTTEvents`), emitted from this one place.
 //!
-//! The broker calls [`Events::emit`] with a closure that builds the event; when no
+//! The broker calls `Events::emit` with a closure that builds the event; when no
 //! [`EventHook`] is installed the closure is never run, so the hot path pays one branch. A hook
 //! is called synchronously on the task where the event happened and must not block: the plugin
 //! framework clones what it needs and hands it to its own task, which keeps events in order and

@@ -56,7 +56,7 @@ pub(crate) struct Online {
     pub(crate) kick: CancellationToken,
 }
 
-/// What happened to a message handed to [`Subscriber::deliver`].
+/// What happened to a message handed to [`Subscriber::deliver_online`].
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Delivery {
     /// In the mailbox of the online connection.

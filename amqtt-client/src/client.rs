@@ -405,7 +405,7 @@ impl MQTTClient {
         }
     }
 
-    /// The received messages as a [`Stream`]; it ends when the client is disconnected.
+    /// The received messages as a [`Stream`](futures_util::Stream); it ends when the client is disconnected.
     /// Shares the queue with [`MQTTClient::deliver_message`]: each message goes to one of them.
     /// Empty when the client is not connected.
     pub fn messages(&self) -> Messages {

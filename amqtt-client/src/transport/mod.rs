@@ -2,7 +2,7 @@
 //!
 //! The connection task only sees a [`Transport`]: any `AsyncRead + AsyncWrite` stream. Which
 //! one a URI asks for is decided here and nowhere else, so adding TLS or WebSocket means adding
-//! a module and an arm in [`open`]; the driver does not change. No MQTT is parsed here.
+//! a module and an arm in `open`; the driver does not change. No MQTT is parsed here.
 
 use std::time::Duration;
 
