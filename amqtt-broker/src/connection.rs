@@ -457,7 +457,19 @@ impl<T: Transport> Conn<T> {
             return;
         };
         let shared = &self.shared;
-        let topic = publish.topic;
+        let message = Message {
+            topic: publish.topic,
+            payload: publish.payload,
+            qos: publish.qos_pid.qos(),
+            retain: publish.retain,
+        };
+        // As in aMQTT, `broker_message_received` fires before the topic checks, so plugins
+        // see every inbound message (aMQTT's `$` re-broadcast sample relies on it).
+        shared.events.emit(|| BrokerEvent::MessageReceived {
+            client: &attached.info,
+            message: &message,
+        });
+        let topic = &message.topic;
         if topic.as_str().starts_with("$SYS") {
             // [MQTT-4.7.2] `$SYS` is the broker's; clients may not publish there.
             tracing::warn!(client_id = %attached.info.client_id, %topic, "dropped a PUBLISH to a $SYS topic");
@@ -475,16 +487,6 @@ impl<T: Transport> Conn<T> {
             tracing::info!(client_id = %attached.info.client_id, %topic, "PUBLISH denied by topic filtering");
             return;
         }
-        let message = Message {
-            topic,
-            payload: publish.payload,
-            qos: publish.qos_pid.qos(),
-            retain: publish.retain,
-        };
-        shared.events.emit(|| BrokerEvent::MessageReceived {
-            client: &attached.info,
-            message: &message,
-        });
         shared.router.route(Some(&attached.info), &message);
     }
 

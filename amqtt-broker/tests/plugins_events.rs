@@ -299,3 +299,105 @@ async fn sys_interval_zero_only_retains_the_version() {
     })
     .await;
 }
+
+/// Blocks forever on the first message event.
+struct Stuck {
+    entered: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+#[async_trait]
+impl BrokerPlugin for Stuck {
+    fn hooks(&self) -> Hooks {
+        Hooks::MESSAGE_RECEIVED | Hooks::MESSAGE_BROADCAST
+    }
+    async fn on_broker_message_received(&self, _session: &ClientInfo, _message: &Message) {
+        self.entered
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        std::future::pending::<()>().await;
+    }
+}
+
+#[tokio::test]
+async fn a_stuck_plugin_never_stalls_message_delivery() {
+    bounded(async {
+        let config = config("");
+        let registry = PluginRegistry::new();
+        let entered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let manager = PluginManager::builder_for_config(&config, &registry)
+            .expect("plugins")
+            .plugin(
+                "stuck",
+                Arc::new(Stuck {
+                    entered: entered.clone(),
+                }),
+            )
+            .queue_capacity(8)
+            .lifecycle_timeout(Duration::from_millis(300))
+            .build()
+            .expect("manager");
+        let broker = Broker::with_plugin_manager(config, manager).expect("broker");
+        broker.start().await.expect("start");
+        let addr = broker.local_addr("default").expect("bound");
+        let mut s = client(addr, "s").await;
+        s.subscribe(1, &[("load/#", QoS::AtLeastOnce)]).await;
+        let mut p = client(addr, "p").await;
+        const N: u16 = 300;
+        for i in 1..=N {
+            p.publish("load/x", &i.to_be_bytes(), QoS::AtLeastOnce, false, i)
+                .await;
+        }
+        for i in 1..=N {
+            let got = s.receive().await;
+            assert_eq!(&got.payload[..], &i.to_be_bytes());
+        }
+        assert_eq!(entered.load(std::sync::atomic::Ordering::SeqCst), 1);
+        broker.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn message_received_fires_before_the_publish_checks_and_broadcast_after() {
+    bounded(async {
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let config = config(
+            "plugins:\n  amqtt.plugins.authentication.AnonymousAuthPlugin:\n  \
+             amqtt.plugins.topic_checking.TopicAccessControlListPlugin:\n    \
+             publish-acl: {anonymous: [open/#]}\n",
+        );
+        let registry = PluginRegistry::new();
+        let builder = PluginManager::builder_for_config(&config, &registry).expect("plugins");
+        let recorder = Recorder {
+            lines: lines.clone(),
+            context: builder.context().clone(),
+        };
+        let manager = builder
+            .plugin("recorder", Arc::new(recorder))
+            .build()
+            .expect("manager");
+        let broker = Broker::with_plugin_manager(config, manager).expect("broker");
+        broker.start().await.expect("start");
+        let addr = broker.local_addr("default").expect("bound");
+        let mut p = client(addr, "p").await;
+        p.publish("closed/1", b"x", QoS::AtLeastOnce, false, 1)
+            .await;
+        p.publish("$SYS/fake", b"x", QoS::AtLeastOnce, false, 2)
+            .await;
+        p.publish("open/1", b"x", QoS::AtLeastOnce, false, 3).await;
+        p.disconnect().await;
+        broker.shutdown().await;
+        let lines = lines.lock().expect("lines").clone();
+        position(&lines, "received p closed/1");
+        position(&lines, "received p $SYS/fake");
+        position(&lines, "broadcast p open/1");
+        assert!(
+            !lines.iter().any(|l| l == "broadcast p closed/1"),
+            "{lines:#?}"
+        );
+        assert!(
+            !lines.iter().any(|l| l == "broadcast p $SYS/fake"),
+            "{lines:#?}"
+        );
+    })
+    .await;
+}

@@ -6,7 +6,6 @@
 //! later, when the broker starts; until then the accessors answer "nothing" and publishing
 //! reports that the broker is not running.
 
-use std::any::Any;
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 
@@ -14,6 +13,7 @@ use bytes::Bytes;
 use mqtt_codec::session::Message;
 use mqtt_codec::{QoS, TopicFilter, TopicName};
 
+use crate::config::BrokerConfig;
 use crate::plugins::BrokerStats;
 
 /// The live broker, as plugins see it. Implemented by the broker; every method returns at
@@ -64,7 +64,7 @@ pub struct PluginContext {
     plugin: Arc<str>,
     stats: Arc<BrokerStats>,
     broker: Arc<OnceLock<Arc<dyn BrokerAccess>>>,
-    broker_config: Option<Arc<dyn Any + Send + Sync>>,
+    broker_config: Option<Arc<BrokerConfig>>,
 }
 
 impl PluginContext {
@@ -85,7 +85,7 @@ impl PluginContext {
     }
 
     /// Makes the broker's config available through [`PluginContext::broker_config`].
-    pub fn with_broker_config<T: Any + Send + Sync>(mut self, config: Arc<T>) -> PluginContext {
+    pub fn with_broker_config(mut self, config: Arc<BrokerConfig>) -> PluginContext {
         self.broker_config = Some(config);
         self
     }
@@ -114,9 +114,10 @@ impl PluginContext {
         &self.stats
     }
 
-    /// The broker's config, if the broker provided one of type `T`.
-    pub fn broker_config<T: Any + Send + Sync>(&self) -> Option<&T> {
-        self.broker_config.as_deref()?.downcast_ref::<T>()
+    /// The whole broker config (listeners, limits, every plugin section), when the plugins
+    /// were built from one ([`PluginManager::builder_for_config`](crate::plugins::PluginManager::builder_for_config)).
+    pub fn broker_config(&self) -> Option<&BrokerConfig> {
+        self.broker_config.as_deref()
     }
 
     /// The running broker, once attached.

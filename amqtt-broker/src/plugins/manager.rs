@@ -784,6 +784,15 @@ mod tests {
             .build()
             .unwrap();
         assert_eq!(m.plugin_names().count(), 4);
+        // aMQTT's default set with logging off: no per-message or per-packet event is built.
+        assert!(!m.wants(
+            Hooks::MESSAGE_RECEIVED
+                | Hooks::MESSAGE_BROADCAST
+                | Hooks::RETAINED_MESSAGE
+                | Hooks::PACKET_RECEIVED
+                | Hooks::PACKET_SENT
+        ));
+        assert!(!EventHook::wants_packets(&m));
         assert!(auth(&m).await);
         assert!(!m.filters_topics());
         let err = PluginManager::builder(&registry, PluginContext::new())

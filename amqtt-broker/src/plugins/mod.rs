@@ -186,7 +186,7 @@ pub fn action_name(action: Action) -> &'static str {
 }
 
 /// One broker event as queued to plugins: an owned copy of the broker's
-/// [`BrokerEvent`](crate::BrokerEvent) (aMQTT's `BrokerEvents` and `MQTTEvents`).
+/// [`BrokerEvent`] (aMQTT's `BrokerEvents` and `MQTTEvents`).
 #[derive(Clone, Debug)]
 pub enum PluginEvent {
     /// `broker_pre_start`.
