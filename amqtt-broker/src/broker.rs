@@ -23,7 +23,7 @@ use crate::connection::{self, ListenerState};
 use crate::error::BrokerError;
 use crate::events::{EventHook, Events, LifecycleEvent};
 use crate::hooks::{AccessControl, AllowAll};
-use crate::plugins::BrokerStats;
+use crate::plugins::{BrokerStats, PluginManager};
 use crate::router::Router;
 use crate::sessions::Registry;
 use crate::store::{MemoryRetainedStore, MemorySessionStore, RetainedStore, SessionStore};
@@ -60,6 +60,9 @@ pub struct Extensions {
     pub sessions: Arc<dyn SessionStore>,
     /// The counters the broker keeps for `$SYS/broker/…` (shared with `BrokerSysPlugin`).
     pub stats: Arc<BrokerStats>,
+    /// The plugin manager behind `access` and `events`, kept for reloads
+    /// ([`Broker::reload_plugins`]).
+    pub plugins: Option<Arc<PluginManager>>,
 }
 
 impl Default for Extensions {
@@ -70,6 +73,7 @@ impl Default for Extensions {
             retained: Arc::new(MemoryRetainedStore::new()),
             sessions: Arc::new(MemorySessionStore::new()),
             stats: Arc::new(BrokerStats::new()),
+            plugins: None,
         }
     }
 }
@@ -100,6 +104,7 @@ pub(crate) struct Shared {
     pub(crate) listeners: HashMap<String, Arc<ListenerState>>,
     pub(crate) cancel: CancellationToken,
     pub(crate) stats: Arc<BrokerStats>,
+    pub(crate) plugins: Option<Arc<PluginManager>>,
     next_conn_id: AtomicU64,
 }
 
@@ -170,6 +175,7 @@ impl Broker {
             listeners,
             cancel: CancellationToken::new(),
             stats: extensions.stats,
+            plugins: extensions.plugins,
             next_conn_id: AtomicU64::new(1),
         };
         Ok(Broker {

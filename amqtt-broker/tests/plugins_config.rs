@@ -269,3 +269,21 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+#[tokio::test]
+async fn legacy_auth_without_a_plugin_list_uses_both_auth_plugins_like_amqtt() {
+    // aMQTT (observed): both auth_anonymous and auth_file run; FileAuthPlugin without a
+    // password file knows nobody, so clients with a user name are refused and clients without
+    // one are let in.
+    let yaml = format!("{LISTENER}auth:\n  allow-anonymous: true\n");
+    bounded(async {
+        let (broker, addr) = started(&yaml).await;
+        assert_eq!(connack(addr, None, "").await.1, ConnectReturnCode::Accepted);
+        assert_eq!(
+            connack(addr, Some("alice"), "pw").await.1,
+            ConnectReturnCode::NotAuthorized
+        );
+        broker.shutdown().await;
+    })
+    .await;
+}

@@ -4,12 +4,14 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use serde::Deserialize;
 
 use crate::plugins::password_file::{PasswordFile, Verification};
 use crate::plugins::{
     BrokerPlugin, ConfiguredPlugin, ConnectRequest, Hooks, PluginContext, PluginError,
+    Reconfiguration,
 };
 
 /// `amqtt.plugins.authentication.AnonymousAuthPlugin` (entry point `auth_anonymous`).
@@ -88,7 +90,8 @@ impl BrokerPlugin for AnonymousAuthPlugin {
 /// checked on a blocking thread so the runtime keeps serving other clients.
 #[derive(Debug)]
 pub struct FileAuthPlugin {
-    users: Arc<PasswordFile>,
+    /// Swapped whole on reload; each check works on the file as it was when it started.
+    users: Arc<ArcSwap<PasswordFile>>,
 }
 
 /// Config of [`FileAuthPlugin`].
@@ -105,21 +108,18 @@ impl FileAuthPlugin {
     /// A plugin checking against `users`.
     pub fn new(users: PasswordFile) -> FileAuthPlugin {
         FileAuthPlugin {
-            users: Arc::new(users),
+            users: Arc::new(ArcSwap::from_pointee(users)),
         }
     }
-}
 
-impl ConfiguredPlugin for FileAuthPlugin {
-    type Config = FileAuthConfig;
-
-    fn build(config: FileAuthConfig, context: &PluginContext) -> Result<Self, PluginError> {
+    /// Reads the password file `config` names (no file: no user, with a warning).
+    fn load(config: FileAuthConfig, context: &PluginContext) -> Result<PasswordFile, PluginError> {
         let Some(path) = config.password_file else {
             tracing::warn!(
                 plugin = context.plugin_name(),
                 "no password_file configured: every client with a user name will be refused"
             );
-            return Ok(FileAuthPlugin::new(PasswordFile::new()));
+            return Ok(PasswordFile::new());
         };
         let users = PasswordFile::load(&path).map_err(|source| PluginError::PasswordFile {
             plugin: context.plugin_name().to_owned(),
@@ -131,7 +131,26 @@ impl ConfiguredPlugin for FileAuthPlugin {
             file = %path.display(),
             "password file loaded"
         );
-        Ok(FileAuthPlugin::new(users))
+        Ok(users)
+    }
+}
+
+impl ConfiguredPlugin for FileAuthPlugin {
+    type Config = FileAuthConfig;
+
+    fn build(config: FileAuthConfig, context: &PluginContext) -> Result<Self, PluginError> {
+        Ok(FileAuthPlugin::new(FileAuthPlugin::load(config, context)?))
+    }
+
+    /// Re-reads the password file; a missing or malformed file keeps the old users.
+    fn reconfigure(
+        &self,
+        config: FileAuthConfig,
+        context: &PluginContext,
+    ) -> Result<Option<Reconfiguration>, PluginError> {
+        let users = Arc::new(FileAuthPlugin::load(config, context)?);
+        let slot = self.users.clone();
+        Ok(Some(Box::new(move || slot.store(users))))
     }
 }
 
@@ -144,12 +163,12 @@ impl BrokerPlugin for FileAuthPlugin {
     async fn authenticate(&self, request: &ConnectRequest<'_>) -> Option<bool> {
         let session = request.client;
         let user = session.username.clone()?;
-        if !self.users.contains(&user) {
+        let users = self.users.load_full();
+        if !users.contains(&user) {
             tracing::debug!(client_id = %session.client_id, %user, "unknown user");
             return Some(false);
         }
         let password = request.password.cloned().unwrap_or_default();
-        let users = self.users.clone();
         let verdict = tokio::task::spawn_blocking(move || users.verify(&user, &password)).await;
         match verdict {
             Ok(Verification::Match) => Some(true),

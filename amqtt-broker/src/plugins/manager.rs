@@ -20,6 +20,7 @@ use mqtt_codec::ConnectReturnCode;
 
 use crate::events::{BrokerEvent, EventHook, LifecycleEvent};
 use crate::hooks::{AccessControl, BoxFuture};
+use crate::plugins::registry::Reloader;
 use crate::plugins::{
     action_name, Action, BrokerPlugin, ClientInfo, ConnectRequest, Hooks, PluginContext,
     PluginError, PluginEvent, PluginRegistry, PluginSpec,
@@ -51,6 +52,9 @@ struct Slot {
     plugin: Arc<dyn BrokerPlugin>,
     hooks: Hooks,
     dropped: AtomicU64,
+    /// The spec it was built from (`None` for instances), and the config section now applied.
+    spec: Option<std::sync::Mutex<PluginSpec>>,
+    reloader: Option<Reloader>,
 }
 
 struct Envelope {
@@ -121,12 +125,12 @@ impl<'r> PluginManagerBuilder<'r> {
     pub fn build(self) -> Result<PluginManager, PluginError> {
         let mut slots = Vec::with_capacity(self.entries.len());
         for entry in self.entries {
-            let (name, plugin) = match entry {
+            let (name, plugin, spec, reloader) = match entry {
                 Entry::Spec(spec) => {
-                    let plugin = self.registry.build(&spec, &self.context)?;
-                    (spec.name, plugin)
+                    let built = self.registry.build_reloadable(&spec, &self.context)?;
+                    (spec.name.clone(), built.plugin, Some(spec), built.reloader)
                 }
-                Entry::Instance(name, plugin) => (name, plugin),
+                Entry::Instance(name, plugin) => (name, plugin, None, None),
             };
             let hooks = plugin.hooks();
             slots.push(Slot {
@@ -134,6 +138,8 @@ impl<'r> PluginManagerBuilder<'r> {
                 plugin,
                 hooks,
                 dropped: AtomicU64::new(0),
+                spec: spec.map(std::sync::Mutex::new),
+                reloader,
             });
         }
         let listening = slots
@@ -345,6 +351,11 @@ impl PluginManager {
         allowed
     }
 
+    /// Whether topic checks are switched on (aMQTT's legacy `topic-check.enabled`).
+    pub fn topic_filtering_enabled(&self) -> bool {
+        self.topic_filtering_enabled
+    }
+
     /// Whether topic checks are on and some plugin filters topics; when `false`,
     /// [`PluginManager::topic_filtering`] always allows, so the broker may skip it.
     #[inline]
@@ -387,6 +398,57 @@ impl PluginManager {
             }
         }
         true
+    }
+
+    /// Applies new config sections to the running plugins (a reload, e.g. on SIGHUP), all or
+    /// nothing: `specs` must name the plugins built from specs, in the same order. Each
+    /// reloadable plugin first prepares its change (a password file is read and checked, an
+    /// ACL parsed); if any fails, nothing changes and the error is returned. A plugin that
+    /// cannot reload keeps its old config, with a warning when its section changed. Plugins
+    /// passed as instances are left alone.
+    pub fn reload(&self, specs: &[PluginSpec]) -> Result<(), PluginError> {
+        let slots: Vec<&Slot> = self.slots.iter().filter(|s| s.spec.is_some()).collect();
+        let same_plugins = slots.len() == specs.len()
+            && slots
+                .iter()
+                .zip(specs)
+                .all(|(slot, spec)| *slot.name == *spec.name);
+        if !same_plugins {
+            return Err(PluginError::init(
+                "plugins",
+                "plugins were added, removed or reordered: restart the broker to apply that",
+            ));
+        }
+        let mut prepared = Vec::new();
+        for (slot, spec) in slots.iter().zip(specs) {
+            let context = self.context.for_plugin(&slot.name);
+            let change = match &slot.reloader {
+                // Type-checks the new section even when the plugin cannot apply it.
+                Some(reloader) => reloader(spec.config.as_ref(), &context)?,
+                None => None,
+            };
+            match change {
+                Some(change) => prepared.push(change),
+                None => {
+                    let changed = slot
+                        .spec
+                        .as_ref()
+                        .and_then(|old| old.lock().ok().map(|old| old.config != spec.config))
+                        .unwrap_or(false);
+                    if changed {
+                        tracing::warn!(
+                            plugin = &*slot.name,
+                            "this plugin cannot reload: its new config applies after a restart"
+                        );
+                    }
+                }
+            }
+        }
+        for change in prepared {
+            change();
+        }
+        tracing::info!("plugins reloaded");
+        Ok(())
     }
 
     /// Events dropped so far because a plugin's queue was full, summed over plugins.

@@ -45,7 +45,7 @@ pub use logging::{EventLoggerPlugin, PacketLoggerPlugin};
 pub use manager::{PluginManager, PluginManagerBuilder, DEFAULT_QUEUE_CAPACITY};
 pub use registry::{
     default_plugin_specs, legacy_plugin_specs, ConfiguredPlugin, EmptyConfig, LegacySections,
-    PluginFactory, PluginRegistry, PluginSpec,
+    PluginFactory, PluginRegistry, PluginSpec, Reconfiguration,
 };
 pub use sys::StatsSnapshot;
 pub use sys::{BrokerStats, BrokerSysConfig, BrokerSysPlugin, SYS_VERSION_TOPIC};

@@ -24,6 +24,36 @@ pub trait ConfiguredPlugin: BrokerPlugin + Sized {
 
     /// Builds the plugin. Errors should name what is wrong ([`PluginError::init`]).
     fn build(config: Self::Config, context: &PluginContext) -> Result<Self, PluginError>;
+
+    /// Prepares applying a new config section to the running plugin (a reload, e.g. on
+    /// SIGHUP): check everything and return the change to make, or an error that leaves the
+    /// plugin as it is. [`PluginManager::reload`](crate::plugins::PluginManager::reload)
+    /// applies the changes only when every plugin prepared its own. The default, `Ok(None)`,
+    /// means the plugin cannot reload; a changed section then needs a restart.
+    fn reconfigure(
+        &self,
+        config: Self::Config,
+        context: &PluginContext,
+    ) -> Result<Option<Reconfiguration>, PluginError> {
+        let _ = (config, context);
+        Ok(None)
+    }
+}
+
+/// A prepared reload of one plugin, applied by calling it.
+pub type Reconfiguration = Box<dyn FnOnce() + Send>;
+
+/// Prepares a reload from a raw config section (see [`ConfiguredPlugin::reconfigure`]).
+pub(crate) type Reloader = Box<
+    dyn Fn(Option<&Value>, &PluginContext) -> Result<Option<Reconfiguration>, PluginError>
+        + Send
+        + Sync,
+>;
+
+/// A built plugin with its reloader, if its type can reload.
+pub(crate) struct Built {
+    pub(crate) plugin: Arc<dyn BrokerPlugin>,
+    pub(crate) reloader: Option<Reloader>,
 }
 
 /// A config section that takes no key.
@@ -120,8 +150,11 @@ fn push_mapping(map: &Mapping, out: &mut Vec<PluginSpec>) -> Result<(), PluginEr
 /// the broker.
 #[derive(Clone)]
 pub struct PluginRegistry {
-    factories: BTreeMap<String, PluginFactory>,
+    factories: BTreeMap<String, Registration>,
 }
+
+type Registration =
+    Arc<dyn Fn(Option<&Value>, &PluginContext) -> Result<Built, PluginError> + Send + Sync>;
 
 /// The packaged plugins: (dotted name, entry-point name).
 const PACKAGED: [(&str, &str); 7] = [
@@ -199,11 +232,21 @@ impl PluginRegistry {
 
     /// Registers `P` under `name` (replacing any plugin registered under it).
     pub fn register<P: ConfiguredPlugin>(&mut self, name: impl Into<String>) -> &mut Self {
-        let factory: PluginFactory = Arc::new(|config, context| {
+        let registration: Registration = Arc::new(|config, context| {
             let typed = parse_config::<P::Config>(context.plugin_name(), config)?;
-            Ok(Arc::new(P::build(typed, context)?) as Arc<dyn BrokerPlugin>)
+            let plugin = Arc::new(P::build(typed, context)?);
+            let target = plugin.clone();
+            let reloader: Reloader = Box::new(move |config, context| {
+                let typed = parse_config::<P::Config>(context.plugin_name(), config)?;
+                target.reconfigure(typed, context)
+            });
+            Ok(Built {
+                plugin,
+                reloader: Some(reloader),
+            })
         });
-        self.register_factory(name, factory)
+        self.factories.insert(name.into(), registration);
+        self
     }
 
     /// Registers a constructor under `name` (replacing any plugin registered under it).
@@ -212,7 +255,13 @@ impl PluginRegistry {
         name: impl Into<String>,
         factory: PluginFactory,
     ) -> &mut Self {
-        self.factories.insert(name.into(), factory);
+        let registration: Registration = Arc::new(move |config, context| {
+            Ok(Built {
+                plugin: factory(config, context)?,
+                reloader: None,
+            })
+        });
+        self.factories.insert(name.into(), registration);
         self
     }
 
@@ -232,6 +281,15 @@ impl PluginRegistry {
         spec: &PluginSpec,
         context: &PluginContext,
     ) -> Result<Arc<dyn BrokerPlugin>, PluginError> {
+        Ok(self.build_reloadable(spec, context)?.plugin)
+    }
+
+    /// Builds the plugin `spec` names, with its reloader when its type can reload.
+    pub(crate) fn build_reloadable(
+        &self,
+        spec: &PluginSpec,
+        context: &PluginContext,
+    ) -> Result<Built, PluginError> {
         let Some(factory) = self.factories.get(&spec.name) else {
             let mut known = self.names().collect::<Vec<_>>().join(", ");
             if spec.name.starts_with("amqtt.contrib.") {

@@ -10,6 +10,9 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 
 use mqtt_codec::TopicFilter;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -17,7 +20,7 @@ use serde::Deserialize;
 
 use crate::plugins::{
     Action, BrokerPlugin, ClientInfo, ConfiguredPlugin, EmptyConfig, Hooks, PluginContext,
-    PluginError,
+    PluginError, Reconfiguration,
 };
 
 /// The user name the topic plugins exempt from every check (as aMQTT documents). Only as safe
@@ -65,7 +68,8 @@ impl BrokerPlugin for TopicTabooPlugin {
 /// missing from a present table is denied. The user `admin` is exempt.
 #[derive(Debug)]
 pub struct TopicAccessControlListPlugin {
-    config: AclConfig,
+    /// Swapped whole on reload; a check reads it without locking.
+    config: Arc<ArcSwap<AclConfig>>,
 }
 
 /// Config of [`TopicAccessControlListPlugin`].
@@ -135,14 +139,12 @@ impl AclTable {
 impl TopicAccessControlListPlugin {
     /// A plugin with these tables.
     pub fn new(config: AclConfig) -> TopicAccessControlListPlugin {
-        TopicAccessControlListPlugin { config }
+        TopicAccessControlListPlugin {
+            config: Arc::new(ArcSwap::from_pointee(config)),
+        }
     }
-}
 
-impl ConfiguredPlugin for TopicAccessControlListPlugin {
-    type Config = AclConfig;
-
-    fn build(config: AclConfig, context: &PluginContext) -> Result<Self, PluginError> {
+    fn warn_about_empty_tables(config: &AclConfig, context: &PluginContext) {
         for (key, table, what) in [
             ("acl", &config.acl, "every SUBSCRIBE"),
             ("publish_acl", &config.publish_acl, "every PUBLISH"),
@@ -155,7 +157,28 @@ impl ConfiguredPlugin for TopicAccessControlListPlugin {
                 );
             }
         }
+    }
+}
+
+impl ConfiguredPlugin for TopicAccessControlListPlugin {
+    type Config = AclConfig;
+
+    fn build(config: AclConfig, context: &PluginContext) -> Result<Self, PluginError> {
+        TopicAccessControlListPlugin::warn_about_empty_tables(&config, context);
         Ok(TopicAccessControlListPlugin::new(config))
+    }
+
+    /// Replaces the tables; the next check (including deliveries to existing subscribers)
+    /// uses the new ones.
+    fn reconfigure(
+        &self,
+        config: AclConfig,
+        context: &PluginContext,
+    ) -> Result<Option<Reconfiguration>, PluginError> {
+        TopicAccessControlListPlugin::warn_about_empty_tables(&config, context);
+        let slot = self.config.clone();
+        let config = Arc::new(config);
+        Ok(Some(Box::new(move || slot.store(config))))
     }
 }
 
@@ -169,10 +192,11 @@ impl BrokerPlugin for TopicAccessControlListPlugin {
         if user == ADMIN_USERNAME {
             return Some(true);
         }
+        let config = self.config.load();
         Some(match action {
-            Action::Subscribe => self.config.acl.allows_filter(user, topic),
-            Action::Publish => self.config.publish_acl.allows_topic(user, topic),
-            Action::Receive => self.config.receive_acl.allows_topic(user, topic),
+            Action::Subscribe => config.acl.allows_filter(user, topic),
+            Action::Publish => config.publish_acl.allows_topic(user, topic),
+            Action::Receive => config.receive_acl.allows_topic(user, topic),
         })
     }
 }

@@ -12,6 +12,7 @@ use serde_yaml::Value;
 use crate::broker::{Broker, Extensions, Shared};
 use crate::config::BrokerConfig;
 use crate::error::{BrokerError, ConfigError};
+use crate::plugins::StatsSnapshot;
 use crate::plugins::{
     legacy_plugin_specs, BrokerAccess, LegacySections, PluginContext, PluginError, PluginManager,
     PluginManagerBuilder, PluginRegistry, PluginSpec, SessionSummary,
@@ -27,23 +28,45 @@ impl PluginManager {
         registry: &'r PluginRegistry,
     ) -> Result<PluginManagerBuilder<'r>, PluginError> {
         let context = PluginContext::new().with_broker_config(Arc::new(config.clone()));
-        let builder = PluginManager::builder(registry, context);
-        Ok(match &config.plugins {
-            Some(entries) => builder.specs(entries.iter().map(|entry| PluginSpec {
-                name: entry.name.clone(),
-                config: (!entry.config.is_null()).then(|| entry.config.clone()),
-            })),
-            None => {
-                let legacy = LegacySections {
-                    auth: config.auth.clone().map(Value::Mapping),
-                    topic_check: config.topic_check.clone().map(Value::Mapping),
-                    sys_interval: config.sys_interval.map(|d| Value::from(d.as_secs())),
-                };
-                let (specs, filtering) = legacy_plugin_specs(&legacy)?;
-                builder.specs(specs).topic_filtering(filtering)
-            }
-        })
+        let (specs, filtering) = specs_for_config(config)?;
+        Ok(PluginManager::builder(registry, context)
+            .specs(specs)
+            .topic_filtering(filtering))
     }
+
+    /// Applies `config`'s plugin sections to the running plugins (see
+    /// [`PluginManager::reload`]): the same plugins must be configured, in the same order.
+    pub fn reload_config(&self, config: &BrokerConfig) -> Result<(), PluginError> {
+        let (specs, filtering) = specs_for_config(config)?;
+        if filtering != self.topic_filtering_enabled() {
+            tracing::warn!("`topic-check.enabled` changed: it applies after a restart");
+        }
+        self.reload(&specs)
+    }
+}
+
+/// The plugin specs `config` names and whether topic filtering is on.
+fn specs_for_config(config: &BrokerConfig) -> Result<(Vec<PluginSpec>, bool), PluginError> {
+    Ok(match &config.plugins {
+        Some(entries) => (
+            entries
+                .iter()
+                .map(|entry| PluginSpec {
+                    name: entry.name.clone(),
+                    config: (!entry.config.is_null()).then(|| entry.config.clone()),
+                })
+                .collect(),
+            true,
+        ),
+        None => {
+            let legacy = LegacySections {
+                auth: config.auth.clone().map(Value::Mapping),
+                topic_check: config.topic_check.clone().map(Value::Mapping),
+                sys_interval: config.sys_interval.map(|d| Value::from(d.as_secs())),
+            };
+            legacy_plugin_specs(&legacy)?
+        }
+    })
 }
 
 impl Broker {
@@ -72,13 +95,39 @@ impl Broker {
             config,
             Extensions {
                 access: manager.clone(),
-                events: Some(manager),
+                events: Some(manager.clone()),
                 stats: context.stats().clone(),
+                plugins: Some(manager),
                 ..Extensions::default()
             },
         )?;
         context.attach(Arc::new(SharedAccess(Arc::downgrade(broker.shared()))));
         Ok(broker)
+    }
+
+    /// The broker's counters now (what `$SYS/broker/…` publishes).
+    pub fn stats(&self) -> StatsSnapshot {
+        self.shared().stats.snapshot()
+    }
+
+    /// The plugin manager, when the broker was built with plugins.
+    pub fn plugins(&self) -> Option<&Arc<PluginManager>> {
+        self.shared().plugins.as_ref()
+    }
+
+    /// Applies the plugin sections of `config` to the running plugins without dropping any
+    /// client (what SIGHUP does): password files are re-read, ACLs replaced. All or nothing:
+    /// on error (a malformed password file, an ACL of the wrong shape, plugins added or
+    /// removed) the old settings stay and the error says why. Other parts of `config`
+    /// (listeners, limits) are not applied.
+    pub fn reload_plugins(&self, config: &BrokerConfig) -> Result<(), ConfigError> {
+        let Some(plugins) = self.plugins() else {
+            return Err(ConfigError::new(
+                "plugins",
+                "this broker was built without plugins; nothing to reload",
+            ));
+        };
+        plugins.reload_config(config).map_err(ConfigError::from)
     }
 }
 
