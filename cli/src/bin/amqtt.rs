@@ -55,6 +55,15 @@ fn main() -> ExitCode {
 }
 
 async fn run(config: BrokerConfig) -> ExitCode {
+    // Install the signal handlers before anything listens, so a SIGTERM sent as soon as the
+    // broker logs that it is listening is always handled (and never kills the process).
+    let stop = match StopSignals::install() {
+        Ok(stop) => stop,
+        Err(e) => {
+            eprintln!("amqtt: cannot install the signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let broker = match Broker::new(config) {
         Ok(broker) => broker,
         Err(e) => {
@@ -67,30 +76,50 @@ async fn run(config: BrokerConfig) -> ExitCode {
         broker.shutdown().await;
         return ExitCode::FAILURE;
     }
-    match stop_signal().await {
-        Ok(signal) => tracing::info!("{signal} received: stopping the broker"),
-        Err(e) => tracing::error!("cannot wait for a stop signal ({e}); stopping the broker"),
-    }
+    let signal = stop.wait().await;
+    tracing::info!("{signal} received: stopping the broker");
     broker.shutdown().await;
     ExitCode::SUCCESS
 }
 
-/// Waits for Ctrl-C (SIGINT) or SIGTERM; returns which.
-async fn stop_signal() -> std::io::Result<&'static str> {
+/// Ctrl-C (SIGINT) and SIGTERM, listened for from the moment they are installed.
+struct StopSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
-        tokio::select! {
-            _ = term.recv() => Ok("SIGTERM"),
-            _ = int.recv() => Ok("SIGINT"),
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> std::io::Result<StopSignals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(StopSignals {
+                term: signal(SignalKind::terminate())?,
+                int: signal(SignalKind::interrupt())?,
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(StopSignals {})
         }
     }
-    #[cfg(not(unix))]
-    {
-        tokio::signal::ctrl_c().await?;
-        Ok("Ctrl-C")
+
+    /// Waits for the first stop signal; returns its name.
+    async fn wait(mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.term.recv() => "SIGTERM",
+                _ = self.int.recv() => "SIGINT",
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            "Ctrl-C"
+        }
     }
 }
 
