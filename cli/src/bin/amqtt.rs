@@ -4,8 +4,11 @@
 //! config file is a one-line error naming the file, the key and what was expected, and exit
 //! status 1 (aMQTT silently falls back to its defaults). Ctrl-C and SIGTERM stop the broker
 //! cleanly: clients are disconnected and queued writes flushed, then the process exits 0.
+//! SIGHUP re-reads the config file and reloads password files and ACLs without dropping
+//! clients; a reload that fails keeps every old setting and logs why. `--check-config`
+//! validates a config (plugins, password files, certificate files included) and exits.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use amqtt_broker::{Broker, BrokerConfig};
@@ -26,10 +29,17 @@ struct Args {
     /// Enable debug messages
     #[arg(short = 'd')]
     debug: bool,
+    /// Validate the configuration given with -c and exit: 0 when it is valid, 1 with
+    /// `file:line: key: problem` when it is not
+    #[arg(long = "check-config", requires = "config")]
+    check_config: bool,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if args.check_config {
+        return check_config(args.config.as_deref());
+    }
     init_logging(args.debug);
     let config = match &args.config {
         Some(path) => match BrokerConfig::from_yaml_file(path) {
@@ -51,14 +61,92 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(config))
+    runtime.block_on(run(config, args.config))
 }
 
-async fn run(config: BrokerConfig) -> ExitCode {
-    // Install the signal handlers before anything listens, so a SIGTERM sent as soon as the
-    // broker logs that it is listening is always handled (and never kills the process).
-    let stop = match StopSignals::install() {
-        Ok(stop) => stop,
+/// `--check-config`: loads the file as the broker would (plugins and their password files
+/// included), checks that the certificate files it names exist, and reports the first problem
+/// as `file:line: key: problem`.
+fn check_config(path: Option<&Path>) -> ExitCode {
+    let Some(path) = path else {
+        eprintln!("amqtt: --check-config needs -c FILE");
+        return ExitCode::FAILURE;
+    };
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let report = |key: &str, problem: &dyn std::fmt::Display| {
+        let line = line_of_key(&text, key);
+        eprintln!("{}:{line}: {key}: {problem}", path.display());
+        ExitCode::FAILURE
+    };
+    let config = match BrokerConfig::from_yaml_file(path) {
+        Ok(config) => config,
+        Err(e) => return report(&e.key, &e.message),
+    };
+    for (name, l) in &config.listeners {
+        let files = [
+            ("certfile", &l.certfile),
+            ("keyfile", &l.keyfile),
+            ("cafile", &l.cafile),
+            ("capath", &l.capath),
+        ];
+        for (key, file) in files {
+            if let Some(file) = file {
+                if !file.exists() {
+                    let key = format!("listeners.{name}.{key}");
+                    return report(&key, &format!("{} does not exist", file.display()));
+                }
+            }
+        }
+    }
+    match Broker::new(config) {
+        Ok(_) => {
+            println!("{}: configuration OK", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(amqtt_broker::BrokerError::Config(e)) => report(&e.key, &e.message),
+        Err(e) => report("plugins", &e),
+    }
+}
+
+/// The 1-based line of the YAML key at dotted path `key` in `text` (1 when it cannot be
+/// found). Segments are matched greedily, so plugin names containing dots are found too.
+fn line_of_key(text: &str, key: &str) -> usize {
+    let segments: Vec<&str> = key.split('.').filter(|s| !s.is_empty()).collect();
+    let lines: Vec<&str> = text.lines().collect();
+    let mut found = 0; // index of the last line matched
+    let mut from = 0;
+    let mut i = 0;
+    while i < segments.len() {
+        let mut matched = false;
+        // The longest run of segments that names one key.
+        for j in (i + 1..=segments.len()).rev() {
+            let name = segments.get(i..j).map(|s| s.join(".")).unwrap_or_default();
+            let hit = lines.iter().enumerate().skip(from).find(|(_, l)| {
+                let t = l.trim_start().trim_start_matches("- ");
+                let t = t.trim_start_matches(['"', '\'']);
+                t.strip_prefix(name.as_str())
+                    .is_some_and(|rest| rest.trim_start_matches(['"', '\'']).starts_with(':'))
+            });
+            if let Some((n, _)) = hit {
+                found = n;
+                from = n + 1;
+                i = j;
+                matched = true;
+                break;
+            }
+        }
+        if !matched {
+            break;
+        }
+    }
+    found + 1
+}
+
+async fn run(config: BrokerConfig, path: Option<PathBuf>) -> ExitCode {
+    // Install the signal handlers before anything listens: a SIGTERM or SIGHUP sent as soon as
+    // the broker logs that it is listening must be handled, never kill the process.
+    let mut signals = match Signals::install() {
+        Ok(signals) => signals,
         Err(e) => {
             eprintln!("amqtt: cannot install the signal handlers: {e}");
             return ExitCode::FAILURE;
@@ -76,49 +164,89 @@ async fn run(config: BrokerConfig) -> ExitCode {
         broker.shutdown().await;
         return ExitCode::FAILURE;
     }
-    let signal = stop.wait().await;
-    tracing::info!("{signal} received: stopping the broker");
+    loop {
+        match signals.next().await {
+            Received::Stop(signal) => {
+                tracing::info!("{signal} received: stopping the broker");
+                break;
+            }
+            Received::Reload => reload(&broker, path.as_deref()),
+        }
+    }
     broker.shutdown().await;
     ExitCode::SUCCESS
 }
 
-/// Ctrl-C (SIGINT) and SIGTERM, listened for from the moment they are installed.
-struct StopSignals {
+/// Re-reads the config file and reloads the plugins' password files and ACLs
+/// ([`Broker::reload_plugins`]); a file that no longer loads keeps every old setting (unlike
+/// mosquitto before CVE-2017-7652).
+fn reload(broker: &Broker, path: Option<&Path>) {
+    let Some(path) = path else {
+        tracing::info!("SIGHUP received: no config file to reload (started without -c)");
+        return;
+    };
+    let reloaded =
+        BrokerConfig::from_yaml_file(path).and_then(|config| broker.reload_plugins(&config));
+    match reloaded {
+        Ok(()) => tracing::info!(
+            "SIGHUP received: reloaded password files and ACLs from {}",
+            path.display()
+        ),
+        Err(e) => {
+            tracing::error!("SIGHUP received: reload failed, keeping the previous settings: {e}")
+        }
+    }
+}
+
+/// What a signal asks for.
+enum Received {
+    /// Ctrl-C (SIGINT) or SIGTERM: stop the broker.
+    Stop(&'static str),
+    /// SIGHUP: reload password files and ACLs.
+    Reload,
+}
+
+/// The signals the broker listens for, watched from the moment they are installed.
+struct Signals {
     #[cfg(unix)]
     term: tokio::signal::unix::Signal,
     #[cfg(unix)]
     int: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    hup: tokio::signal::unix::Signal,
 }
 
-impl StopSignals {
-    fn install() -> std::io::Result<StopSignals> {
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{signal, SignalKind};
-            Ok(StopSignals {
+            Ok(Signals {
                 term: signal(SignalKind::terminate())?,
                 int: signal(SignalKind::interrupt())?,
+                hup: signal(SignalKind::hangup())?,
             })
         }
         #[cfg(not(unix))]
         {
-            Ok(StopSignals {})
+            Ok(Signals {})
         }
     }
 
-    /// Waits for the first stop signal; returns its name.
-    async fn wait(mut self) -> &'static str {
+    /// Waits for the next signal.
+    async fn next(&mut self) -> Received {
         #[cfg(unix)]
         {
             tokio::select! {
-                _ = self.term.recv() => "SIGTERM",
-                _ = self.int.recv() => "SIGINT",
+                _ = self.term.recv() => Received::Stop("SIGTERM"),
+                _ = self.int.recv() => Received::Stop("SIGINT"),
+                _ = self.hup.recv() => Received::Reload,
             }
         }
         #[cfg(not(unix))]
         {
             let _ = tokio::signal::ctrl_c().await;
-            "Ctrl-C"
+            Received::Stop("Ctrl-C")
         }
     }
 }
