@@ -252,6 +252,7 @@ impl MQTTClient {
         options.username = uri.username.clone();
         options.password = uri.password.clone().map(Bytes::from);
         options.response_timeout = config.response_timeout;
+        options.protocol = config.protocol_version;
         if let Some(will) = &config.will {
             let topic = TopicName::new(will.topic.as_str()).map_err(|source| {
                 ClientError::InvalidTopic {
