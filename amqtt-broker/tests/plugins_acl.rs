@@ -248,3 +248,43 @@ async fn taboo_topics_are_denied_except_to_admin() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn taboo_and_acl_together_deny_when_either_denies() {
+    bounded(async {
+        let (broker, addr) = broker(
+            "plugins:
+  amqtt.plugins.authentication.AnonymousAuthPlugin:
+  amqtt.plugins.topic_checking.TopicTabooPlugin:
+  amqtt.plugins.topic_checking.TopicAccessControlListPlugin:
+    acl: {carol: ['prohibited', 'data/#', 'open']}
+",
+        )
+        .await;
+        let mut carol = client(addr, "carol", Some("carol")).await;
+        // ACL allows all three; Taboo denies `prohibited` and `data/classified`; the ACL
+        // denies `other`.
+        assert_eq!(
+            granted(
+                &mut carol,
+                1,
+                &[
+                    "prohibited",
+                    "data/classified",
+                    "data/open",
+                    "open",
+                    "other"
+                ]
+            )
+            .await,
+            [false, false, true, true, false]
+        );
+        let mut admin = client(addr, "adm", Some("admin")).await;
+        assert_eq!(
+            granted(&mut admin, 1, &["prohibited", "other"]).await,
+            [true, true]
+        );
+        broker.shutdown().await;
+    })
+    .await;
+}

@@ -263,6 +263,9 @@ async fn broker_sys_publishes_every_sys_topic_with_plausible_values() {
         assert_eq!(num("clients/maximum"), 2.0);
         assert_eq!(num("clients/disconnected"), 0.0);
         assert_eq!(num("clients/total"), 2.0);
+        let stats = broker.stats();
+        assert_eq!(stats.clients_connected, 2);
+        assert!(stats.bytes_received as f64 >= num("load/bytes/received"));
         for gauge in [
             "messages/inflight",
             "messages/inflight/in",

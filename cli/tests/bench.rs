@@ -1,7 +1,6 @@
-//! `amqtt_bench` end to end: argument and connection errors without a broker, and short bounded
-//! runs against a real mosquitto (ignored unless mosquitto is installed: `--include-ignored`).
-//!
-//! TODO(#8): also run against the in-process amqtt broker once it is on main.
+//! `amqtt_bench` end to end: argument and connection errors without a broker, short bounded
+//! runs against the in-process amqtt broker, and the same against a real mosquitto (ignored
+//! unless mosquitto is installed: `--include-ignored`).
 
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
@@ -9,6 +8,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use amqtt_broker::{Broker, BrokerConfig};
 use assert_cmd::Command as AssertCommand;
 use serde_json::Value;
 
@@ -30,6 +30,182 @@ fn free_port() -> u16 {
 fn json_of(output: &[u8]) -> Value {
     let text = String::from_utf8_lossy(output);
     serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// Starts the amqtt broker in this process on a free port; returns it and its URL.
+async fn start_amqtt() -> (Broker, String) {
+    let config = BrokerConfig::from_yaml_str(
+        "listeners: {default: {type: tcp, bind: \"127.0.0.1:0\"}}\n\
+         plugins:\n  amqtt.plugins.authentication.AnonymousAuthPlugin:\n    allow_anonymous: true\n",
+    )
+    .unwrap();
+    let broker = Broker::new(config).unwrap();
+    broker.start().await.unwrap();
+    let addr = broker.local_addr("default").unwrap();
+    (broker, format!("mqtt://{addr}"))
+}
+
+/// Runs amqtt_bench with `args` off the async threads (the broker keeps running on them).
+async fn bench_output(args: Vec<String>) -> std::process::Output {
+    let run = tokio::task::spawn_blocking(move || bench().args(args).output().unwrap());
+    tokio::time::timeout(PROCESS_TIMEOUT, run)
+        .await
+        .expect("amqtt_bench finished in time")
+        .unwrap()
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|a| a.to_string()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pubsub_against_the_amqtt_broker_reports_exact_counts_at_qos1() {
+    let (broker, url) = start_amqtt().await;
+    let output = bench_output(strings(&[
+        "pubsub",
+        "--url",
+        &url,
+        "--json",
+        "--pubs",
+        "3",
+        "--subs",
+        "2",
+        "--qos",
+        "1",
+        "--window",
+        "16",
+        "--count",
+        "400",
+        "--duration",
+        "20s",
+    ]))
+    .await;
+    broker.shutdown().await;
+    assert!(output.status.success(), "{output:?}");
+    let report = json_of(&output.stdout);
+    assert_eq!(report["publish"]["sent"], 1200);
+    assert_eq!(report["publish"]["acked"], 1200);
+    assert_eq!(report["receive"]["expected"], 2400);
+    assert_eq!(report["receive"]["unique"], 2400);
+    assert_eq!(report["receive"]["lost"], 0);
+    assert_eq!(report["receive"]["duplicates"], 0);
+    assert_eq!(report["receive"]["out_of_order"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pubsub_against_the_amqtt_broker_loses_nothing_at_qos2() {
+    let (broker, url) = start_amqtt().await;
+    let output = bench_output(strings(&[
+        "pubsub",
+        "--url",
+        &url,
+        "--json",
+        "--pubs",
+        "2",
+        "--subs",
+        "1",
+        "--qos",
+        "2",
+        "--count",
+        "300",
+        "--duration",
+        "20s",
+    ]))
+    .await;
+    broker.shutdown().await;
+    assert!(output.status.success(), "{output:?}");
+    let report = json_of(&output.stdout);
+    assert_eq!(report["publish"]["acked"], 600);
+    assert_eq!(report["receive"]["unique"], 600);
+    assert_eq!(report["receive"]["lost"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pub_alone_stops_at_its_count_and_reports_it() {
+    let (broker, url) = start_amqtt().await;
+    let output = bench_output(strings(&[
+        "pub",
+        "--url",
+        &url,
+        "--json",
+        "--clients",
+        "4",
+        "--qos",
+        "0",
+        "--count",
+        "250",
+        "--duration",
+        "20s",
+        "--size",
+        "128",
+    ]))
+    .await;
+    broker.shutdown().await;
+    assert!(output.status.success(), "{output:?}");
+    let report = json_of(&output.stdout);
+    assert_eq!(report["mode"], "pub");
+    assert_eq!(report["publish"]["sent"], 1000);
+    assert_eq!(
+        report["publish"]["acked"], 0,
+        "QoS 0 has no acknowledgements"
+    );
+    assert_eq!(report["publish"]["payload_size"], 128);
+    assert!(report["publish"]["duration_s"].as_f64().unwrap() < 20.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sub_alone_is_bounded_by_its_duration() {
+    let (broker, url) = start_amqtt().await;
+    let started = Instant::now();
+    let output = bench_output(strings(&[
+        "sub",
+        "--url",
+        &url,
+        "--json",
+        "--clients",
+        "2",
+        "--duration",
+        "300ms",
+    ]))
+    .await;
+    broker.shutdown().await;
+    assert!(output.status.success(), "{output:?}");
+    assert!(started.elapsed() < Duration::from_secs(15));
+    let report = json_of(&output.stdout);
+    assert_eq!(report["receive"]["received"], 0);
+    assert_eq!(report["receive"]["lost"], 0);
+    assert!(report["receive"]["latency_us"].is_null());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conn_against_the_amqtt_broker_holds_every_connection() {
+    let (broker, url) = start_amqtt().await;
+    let output = bench_output(strings(&[
+        "conn",
+        "--url",
+        &url,
+        "--json",
+        "--clients",
+        "50",
+        "--duration",
+        "300ms",
+    ]))
+    .await;
+    // The load tool disconnected every client before exiting; wait (bounded) for the broker to
+    // have handled all of them.
+    let all_gone = tokio::time::timeout(Duration::from_secs(10), async {
+        while broker.connected_clients() > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    broker.shutdown().await;
+    assert!(output.status.success(), "{output:?}");
+    assert!(all_gone.is_ok(), "clients still connected after the run");
+    let report = json_of(&output.stdout);
+    assert_eq!(report["connections"]["connected"], 50);
+    assert_eq!(report["connections"]["failed"], 0);
+    assert!(report["connections"]["hold_s"].as_f64().unwrap() >= 0.3);
 }
 
 #[test]

@@ -12,6 +12,7 @@ use serde_yaml::Value;
 use crate::broker::{Broker, Extensions, Shared};
 use crate::config::BrokerConfig;
 use crate::error::{BrokerError, ConfigError};
+use crate::plugins::StatsSnapshot;
 use crate::plugins::{
     legacy_plugin_specs, BrokerAccess, LegacySections, PluginContext, PluginError, PluginManager,
     PluginManagerBuilder, PluginRegistry, PluginSpec, SessionSummary,
@@ -102,6 +103,11 @@ impl Broker {
         )?;
         context.attach(Arc::new(SharedAccess(Arc::downgrade(broker.shared()))));
         Ok(broker)
+    }
+
+    /// The broker's counters now (what `$SYS/broker/…` publishes).
+    pub fn stats(&self) -> StatsSnapshot {
+        self.shared().stats.snapshot()
     }
 
     /// The plugin manager, when the broker was built with plugins.

@@ -15,10 +15,13 @@ use crate::transport::Target;
 /// MQTT load generator: publishers, subscribers and idle connections against any broker.
 ///
 /// Every run is bounded: by `--duration` (default 10 s) and, for publishers, also by `--count`.
-/// Payloads carry a magic number, the publisher index, a sequence number and the send time, so
+/// Payloads carry a run id, the publisher index, a sequence number and the send time, so
 /// subscribers measure loss, duplicates, reordering and end-to-end latency.
+/// Transports: mqtt:// now; mqtts://, ws:// and wss:// come with the TLS/WebSocket issue.
+/// Exit status: 0 after a complete run, 1 when it could not start, 3 when connections failed
+/// during the run.
 #[derive(Debug, Parser)]
-#[command(name = "amqtt_bench", version, about, long_about = None)]
+#[command(name = "amqtt_bench", version)]
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) mode: Mode,
