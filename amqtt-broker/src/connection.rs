@@ -476,7 +476,11 @@ impl<T: Transport> Conn<T> {
             return;
         }
         if topic.levels().count() > shared.config.limits.max_topic_levels {
-            tracing::warn!(client_id = %attached.info.client_id, "dropped a PUBLISH whose topic has too many levels");
+            // A SUBSCRIBE can be refused with 0x80, a PUBLISH cannot: like mosquitto since
+            // CVE-2019-11779, a topic deeper than `max_topic_levels` closes the connection.
+            tracing::warn!(client_id = %attached.info.client_id, "closing: a PUBLISH whose topic has more than max_topic_levels levels");
+            self.machine.close();
+            self.lost("PUBLISH topic deeper than max_topic_levels");
             return;
         }
         if shared.filters_topics
