@@ -5,6 +5,7 @@
 //! crate (included with `#[path]`).
 #![allow(dead_code)]
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use rcgen::{
@@ -41,6 +42,9 @@ impl Pki {
     /// Makes all certificates (a few milliseconds).
     pub fn new() -> Pki {
         let dir = tempfile::tempdir().expect("temp dir");
+        // Readable by all: mosquitto started as root reads them as its own user.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod temp dir");
         let ca = make_ca("amqtt-rs test CA");
         let other = make_ca("some other CA");
         let ca_pem = ca.pem();
@@ -141,5 +145,6 @@ fn make_leaf(
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, text).expect("write PEM");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod PEM");
     path
 }
