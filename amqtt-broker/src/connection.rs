@@ -164,12 +164,19 @@ impl<T: Transport> Conn<T> {
             if self.machine.is_closed() || self.end != End::Open {
                 break;
             }
-            let deadline = self.machine.poll_timeout();
-            if deadline != armed {
-                if let Some(d) = deadline {
-                    sleep.as_mut().reset(tokio::time::Instant::from_std(d));
+            // The keep-alive deadline moves with every packet received; re-arming the timer
+            // each time would touch the timer wheel per read. A later deadline keeps the timer
+            // armed at the earlier one: it fires early, `handle_timeout` is a no-op, and the
+            // timer is re-armed at the real deadline then.
+            match (self.machine.poll_timeout(), armed) {
+                (Some(deadline), Some(at)) if deadline >= at => {}
+                (Some(deadline), _) => {
+                    sleep
+                        .as_mut()
+                        .reset(tokio::time::Instant::from_std(deadline));
+                    armed = Some(deadline);
                 }
-                armed = deadline;
+                (None, _) => armed = None,
             }
             let mail_ok = self.attached.is_some() && self.out.len() < WRITE_HIGH_WATER;
             let reading = self.out.len() < READ_PAUSE && self.machine.wants_read();
@@ -280,8 +287,8 @@ impl<T: Transport> Conn<T> {
     async fn handle_event(&mut self, event: ServerEvent) {
         match event {
             ServerEvent::Connect(connect) => self.on_connect(*connect).await,
-            ServerEvent::Publish(publish) => self.on_publish(publish),
-            ServerEvent::Subscribe(subscribe) => self.on_subscribe(subscribe),
+            ServerEvent::Publish(publish) => self.on_publish(publish).await,
+            ServerEvent::Subscribe(subscribe) => self.on_subscribe(subscribe).await,
             ServerEvent::Unsubscribe(unsubscribe) => self.on_unsubscribe(unsubscribe),
             ServerEvent::Delivered(_) => {}
             ServerEvent::Disconnect => {
@@ -444,14 +451,14 @@ impl<T: Transport> Conn<T> {
         }
     }
 
-    fn on_publish(&mut self, publish: Publish) {
+    async fn on_publish(&mut self, publish: Publish) {
         self.emit_packet(|| Packet::Publish(publish.clone()));
         let Some(attached) = &self.attached else {
             return;
         };
         let shared = &self.shared;
         let topic = publish.topic;
-        if topic.as_str().starts_with("$SYS") {
+        if is_sys_topic(topic.as_str()) {
             // [MQTT-4.7.2] `$SYS` is the broker's; clients may not publish there.
             tracing::warn!(client_id = %attached.info.client_id, %topic, "dropped a PUBLISH to a $SYS topic");
             return;
@@ -463,7 +470,8 @@ impl<T: Transport> Conn<T> {
         if shared.filters_topics
             && !shared
                 .access
-                .check_topic(&attached.info, topic.as_str(), Action::Publish)
+                .check_topic_async(&attached.info, topic.as_str(), Action::Publish)
+                .await
         {
             tracing::info!(client_id = %attached.info.client_id, %topic, "PUBLISH denied by topic filtering");
             return;
@@ -481,27 +489,31 @@ impl<T: Transport> Conn<T> {
         shared.router.route(Some(&attached.info), &message);
     }
 
-    fn on_subscribe(&mut self, subscribe: Subscribe) {
+    async fn on_subscribe(&mut self, subscribe: Subscribe) {
         self.emit_packet(|| Packet::Subscribe(subscribe.clone()));
         let Some(attached) = &self.attached else {
             return;
         };
         let shared = &self.shared;
+        let mut allowed = Vec::with_capacity(subscribe.filters.len());
+        for (filter, _) in &subscribe.filters {
+            let ok = filter.levels().count() <= shared.config.limits.max_topic_levels
+                && (!shared.filters_topics
+                    || shared
+                        .access
+                        .check_topic_async(&attached.info, filter.as_str(), Action::Subscribe)
+                        .await);
+            if !ok {
+                tracing::info!(client_id = %attached.info.client_id, %filter, "SUBSCRIBE refused");
+            }
+            allowed.push(ok);
+        }
         let mut codes = Vec::with_capacity(subscribe.filters.len());
         let mut granted = Vec::with_capacity(subscribe.filters.len());
         {
             let mut state = attached.sub.state.lock();
-            for (filter, qos) in subscribe.filters {
-                let too_deep = filter.levels().count() > shared.config.limits.max_topic_levels;
-                if too_deep
-                    || (shared.filters_topics
-                        && !shared.access.check_topic(
-                            &attached.info,
-                            filter.as_str(),
-                            Action::Subscribe,
-                        ))
-                {
-                    tracing::info!(client_id = %attached.info.client_id, %filter, "SUBSCRIBE refused");
+            for ((filter, qos), ok) in subscribe.filters.into_iter().zip(allowed) {
+                if !ok {
                     codes.push(SubAckReturnCode::Failure);
                     continue;
                 }
@@ -661,7 +673,7 @@ impl<T: Transport> Conn<T> {
 /// Publishes a will on abnormal loss of the connection ([MQTT-3.1.2-8]), with its QoS and
 /// retain flag ([MQTT-3.1.2-15], [MQTT-3.1.2-17]).
 fn publish_will(shared: &Shared, info: &ClientInfo, will: LastWill) {
-    if will.topic.as_str().starts_with("$SYS") {
+    if is_sys_topic(will.topic.as_str()) {
         tracing::warn!(client_id = %info.client_id, topic = %will.topic, "dropped a will to a $SYS topic");
         return;
     }
@@ -673,4 +685,24 @@ fn publish_will(shared: &Shared, info: &ClientInfo, will: LastWill) {
         retain: will.retain,
     };
     shared.router.route(Some(info), &message);
+}
+
+/// Whether `topic` is in the broker's `$SYS` tree (`$SYS` or `$SYS/…`, not `$SYSTEM`).
+fn is_sys_topic(topic: &str) -> bool {
+    topic
+        .strip_prefix("$SYS")
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_sys_topic;
+
+    #[test]
+    fn sys_topics_are_the_sys_level_only() {
+        assert!(is_sys_topic("$SYS"));
+        assert!(is_sys_topic("$SYS/broker/uptime"));
+        assert!(!is_sys_topic("$SYSTEM/x"));
+        assert!(!is_sys_topic("SYS/x"));
+    }
 }
