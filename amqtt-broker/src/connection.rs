@@ -11,7 +11,7 @@
 //! that does not read its socket therefore stops being fed, its mailbox fills up and the router
 //! drops (and counts) for it alone.
 
-use std::future::{pending, poll_fn};
+use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -111,6 +111,8 @@ struct Conn<T> {
     conn_id: u64,
     attached: Option<Attached>,
     end: End,
+    /// The listener's connection slot, given back when the connection is gone.
+    _slot: Slot,
 }
 
 enum Step {
@@ -121,17 +123,19 @@ enum Step {
     Timer,
 }
 
-/// Serves one connection until it closes. Cancel-safe in the sense that shutdown is signalled
-/// through the broker's token, not by dropping this future.
-pub(crate) async fn serve<T: Transport>(
+/// Serves one connection until it closes. Shutdown is signalled through the broker's token;
+/// dropping the future drops the connection without publishing its will.
+pub(crate) fn serve<T: Transport>(
     io: T,
     shared: Arc<Shared>,
     listener: Arc<str>,
     peer: Option<SocketAddr>,
     slot: Slot,
-) {
+) -> impl Future<Output = ()> + Send {
+    // Not an `async fn`: the task is exactly `Conn::run`, without a wrapper holding a second
+    // copy of the connection state.
     let machine = ServerConnection::new(shared.server_config.clone(), now());
-    let conn = Conn {
+    let mut conn = Conn {
         io,
         kick: shared.cancel.child_token(),
         conn_id: shared.next_conn_id(),
@@ -143,9 +147,15 @@ pub(crate) async fn serve<T: Transport>(
         rbuf: BytesMut::new(),
         attached: None,
         end: End::Open,
+        _slot: slot,
     };
-    conn.run().await;
-    drop(slot);
+    // `conn` is used in place through `&mut`: an `async fn run(self)` would hold a second copy
+    // of the connection state in the task (the argument, and the local it is moved into).
+    async move {
+        conn.run().await;
+        // Boxed: it runs once, at the end; its state need not be part of every task.
+        Box::pin(conn.finish()).await;
+    }
 }
 
 /// The current time as the state machine sees it (steerable by tokio's paused clock in tests).
@@ -154,9 +164,11 @@ fn now() -> std::time::Instant {
 }
 
 impl<T: Transport> Conn<T> {
-    async fn run(mut self) {
+    async fn run(&mut self) {
         let sleep = tokio::time::sleep(Duration::from_secs(3600));
         tokio::pin!(sleep);
+        let kick = self.kick.clone().cancelled_owned();
+        tokio::pin!(kick);
         let mut armed: Option<std::time::Instant> = None;
         let mut kicked = false;
         loop {
@@ -186,16 +198,16 @@ impl<T: Transport> Conn<T> {
                     out,
                     rbuf,
                     attached,
-                    kick,
                     ..
-                } = &mut self;
-                let wake = async {
-                    match attached {
-                        Some(a) => a.sub.wake.notified().await,
-                        None => pending().await,
+                } = self;
+                let signal = attached.as_ref().map(|a| &a.sub.wake);
+                // One hand-written poll instead of `select!`: the only futures kept across
+                // iterations are the timer and the kick, so an idle connection's task stays small.
+                // Polled in priority order: kick, write, read, mailbox, timer.
+                poll_fn(|cx| {
+                    if !kicked && kick.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Step::Kicked);
                     }
-                };
-                let io_step = poll_fn(|cx| {
                     if !out.is_empty() {
                         if let Poll::Ready(r) = io.poll_write_from(cx, out) {
                             return Poll::Ready(Step::Wrote(r));
@@ -206,15 +218,19 @@ impl<T: Transport> Conn<T> {
                             return Poll::Ready(Step::Read(r));
                         }
                     }
+                    if mail_ok {
+                        if let Some(signal) = signal {
+                            if signal.poll(cx).is_ready() {
+                                return Poll::Ready(Step::Mail);
+                            }
+                        }
+                    }
+                    if armed.is_some() && sleep.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Step::Timer);
+                    }
                     Poll::Pending
-                });
-                tokio::select! {
-                    biased;
-                    _ = kick.cancelled(), if !kicked => Step::Kicked,
-                    step = io_step => step,
-                    _ = wake, if mail_ok => Step::Mail,
-                    _ = &mut sleep, if armed.is_some() => Step::Timer,
-                }
+                })
+                .await
             };
             match step {
                 Step::Kicked => {
@@ -250,7 +266,6 @@ impl<T: Transport> Conn<T> {
                 }
             }
         }
-        self.finish().await;
     }
 
     fn client_id(&self) -> &str {
@@ -286,9 +301,11 @@ impl<T: Transport> Conn<T> {
 
     async fn handle_event(&mut self, event: ServerEvent) {
         match event {
-            ServerEvent::Connect(connect) => self.on_connect(*connect).await,
+            // Boxed: the CONNECT handling (authentication, takeover) happens once, and keeping
+            // its state out of the task keeps every idle connection's task small.
+            ServerEvent::Connect(connect) => Box::pin(self.on_connect(*connect)).await,
             ServerEvent::Publish(publish) => self.on_publish(publish).await,
-            ServerEvent::Subscribe(subscribe) => self.on_subscribe(subscribe).await,
+            ServerEvent::Subscribe(subscribe) => Box::pin(self.on_subscribe(subscribe)).await,
             ServerEvent::Unsubscribe(unsubscribe) => self.on_unsubscribe(unsubscribe),
             ServerEvent::Delivered(_) => {}
             ServerEvent::Disconnect => {
@@ -362,7 +379,9 @@ impl<T: Transport> Conn<T> {
             self.machine.refuse(code);
             return;
         }
-        let Some((sub, session, session_present)) = self.attach(&info).await else {
+        let Some((sub, session, session_present)) =
+            Self::attach(&self.shared, self.conn_id, &self.kick, &info).await
+        else {
             self.machine.refuse(ConnectReturnCode::ServerUnavailable);
             return;
         };
@@ -391,8 +410,12 @@ impl<T: Transport> Conn<T> {
     /// from a connection that still drives it ([MQTT-3.1.4-2]). Returns the session to resume
     /// and whether it was present; `None` when the old connection did not let go in time or
     /// the broker is shutting down.
-    async fn attach(&self, info: &Arc<ClientInfo>) -> Option<(Arc<Subscriber>, Session, bool)> {
-        let shared = &self.shared;
+    async fn attach(
+        shared: &Shared,
+        conn_id: u64,
+        kick: &CancellationToken,
+        info: &Arc<ClientInfo>,
+    ) -> Option<(Arc<Subscriber>, Session, bool)> {
         let deadline = tokio::time::Instant::now() + TAKEOVER_DEADLINE;
         loop {
             let sub = shared.registry.get_or_create(info);
@@ -410,15 +433,15 @@ impl<T: Transport> Conn<T> {
                         tracing::info!(
                             client_id = %info.client_id,
                             old_connection = old.conn_id,
-                            new_connection = self.conn_id,
+                            new_connection = conn_id,
                             "taking over the session from the previous connection"
                         );
                         old.kick.cancel();
                     }
                     None => {
                         state.online = Some(Online {
-                            conn_id: self.conn_id,
-                            kick: self.kick.clone(),
+                            conn_id,
+                            kick: kick.clone(),
                         });
                         state.info = info.clone();
                         let store = &shared.router.sessions;
@@ -442,7 +465,7 @@ impl<T: Transport> Conn<T> {
             }
             tokio::select! {
                 _ = released => {}
-                _ = self.kick.cancelled() => return None,
+                _ = kick.cancelled() => return None,
                 _ = tokio::time::sleep_until(deadline) => {
                     tracing::warn!(client_id = %info.client_id, "the previous connection did not release the session in time");
                     return None;
