@@ -23,6 +23,7 @@ use crate::connection::{self, ListenerState};
 use crate::error::BrokerError;
 use crate::events::{EventHook, Events, LifecycleEvent};
 use crate::hooks::{AccessControl, AllowAll};
+use crate::plugins::{BrokerStats, PluginManager};
 use crate::router::Router;
 use crate::sessions::Registry;
 use crate::store::{MemoryRetainedStore, MemorySessionStore, RetainedStore, SessionStore};
@@ -57,6 +58,11 @@ pub struct Extensions {
     pub retained: Arc<dyn RetainedStore>,
     /// Where offline persistent sessions live.
     pub sessions: Arc<dyn SessionStore>,
+    /// The counters the broker keeps for `$SYS/broker/…` (shared with `BrokerSysPlugin`).
+    pub stats: Arc<BrokerStats>,
+    /// The plugin manager behind `access` and `events`, kept for reloads
+    /// ([`Broker::reload_plugins`]).
+    pub plugins: Option<Arc<PluginManager>>,
 }
 
 impl Default for Extensions {
@@ -66,6 +72,8 @@ impl Default for Extensions {
             events: None,
             retained: Arc::new(MemoryRetainedStore::new()),
             sessions: Arc::new(MemorySessionStore::new()),
+            stats: Arc::new(BrokerStats::new()),
+            plugins: None,
         }
     }
 }
@@ -95,6 +103,8 @@ pub(crate) struct Shared {
     pub(crate) events: Events,
     pub(crate) listeners: HashMap<String, Arc<ListenerState>>,
     pub(crate) cancel: CancellationToken,
+    pub(crate) stats: Arc<BrokerStats>,
+    pub(crate) plugins: Option<Arc<PluginManager>>,
     next_conn_id: AtomicU64,
 }
 
@@ -105,10 +115,11 @@ impl Shared {
 }
 
 impl Broker {
-    /// A broker for `config`, with aMQTT's default behaviour (anonymous clients allowed).
-    /// Nothing is bound until [`Broker::start`].
+    /// A broker for `config` with the plugins it names (aMQTT's default set when it names
+    /// none), built by the packaged-plugin registry (see [`Broker::with_plugins`]). Nothing is
+    /// bound until [`Broker::start`].
     pub fn new(config: BrokerConfig) -> Result<Broker, BrokerError> {
-        Broker::with_extensions(config, Extensions::default())
+        Broker::with_plugins(config, &crate::plugins::PluginRegistry::new())
     }
 
     /// A broker for `config` with the given access control, event hook and stores.
@@ -163,6 +174,8 @@ impl Broker {
             events,
             listeners,
             cancel: CancellationToken::new(),
+            stats: extensions.stats,
+            plugins: extensions.plugins,
             next_conn_id: AtomicU64::new(1),
         };
         Ok(Broker {
@@ -173,6 +186,11 @@ impl Broker {
             }),
             tracker: TaskTracker::new(),
         })
+    }
+
+    /// The state shared with connection tasks (for the plugin wiring).
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
     }
 
     /// The configuration this broker runs.

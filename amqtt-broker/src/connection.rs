@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use crate::broker::Shared;
 use crate::events::BrokerEvent;
 use crate::hooks::{Action, ClientInfo, ConnectRequest};
+use crate::plugins::BrokerStats;
 use crate::sessions::{Online, Subscriber};
 use crate::store::StoredSession;
 use crate::transport::Transport;
@@ -248,7 +249,8 @@ impl<T: Transport> Conn<T> {
                     self.lost("connection closed by the client without DISCONNECT")
                 }
                 Step::Read(Err(e)) => self.lost(&format!("read error: {e}")),
-                Step::Read(Ok(_)) => {
+                Step::Read(Ok(n)) => {
+                    self.shared.stats.bytes_received(n);
                     if let Err(e) = self.machine.handle_read(now(), &mut self.rbuf) {
                         tracing::debug!(client_id = self.client_id(), peer = ?self.peer, "protocol error: {e}");
                     }
@@ -257,7 +259,10 @@ impl<T: Transport> Conn<T> {
                         self.rbuf = BytesMut::new();
                     }
                 }
-                Step::Wrote(Ok(_)) => self.out.shrink_if_empty(),
+                Step::Wrote(Ok(n)) => {
+                    self.shared.stats.bytes_sent(n);
+                    self.out.shrink_if_empty();
+                }
                 Step::Wrote(Err(e)) => self.lost(&format!("write error: {e}")),
                 Step::Mail => self.drain_mailbox(),
                 Step::Timer => {
@@ -300,6 +305,7 @@ impl<T: Transport> Conn<T> {
     }
 
     async fn handle_event(&mut self, event: ServerEvent) {
+        count_packets(&self.shared.stats, &event);
         match event {
             // Boxed: the CONNECT handling (authentication, takeover) happens once, and keeping
             // its state out of the task keeps every idle connection's task small.
@@ -386,6 +392,7 @@ impl<T: Transport> Conn<T> {
             return;
         };
         self.machine.accept(now(), session, session_present);
+        self.shared.stats.client_connected();
         tracing::info!(
             client_id = %info.client_id,
             peer = ?self.peer,
@@ -480,14 +487,30 @@ impl<T: Transport> Conn<T> {
             return;
         };
         let shared = &self.shared;
-        let topic = publish.topic;
+        let message = Message {
+            topic: publish.topic,
+            payload: publish.payload,
+            qos: publish.qos_pid.qos(),
+            retain: publish.retain,
+        };
+        // As in aMQTT, `broker_message_received` fires before the topic checks, so plugins
+        // see every inbound message (aMQTT's `$` re-broadcast sample relies on it).
+        shared.events.emit(|| BrokerEvent::MessageReceived {
+            client: &attached.info,
+            message: &message,
+        });
+        let topic = &message.topic;
         if is_sys_topic(topic.as_str()) {
             // [MQTT-4.7.2] `$SYS` is the broker's; clients may not publish there.
             tracing::warn!(client_id = %attached.info.client_id, %topic, "dropped a PUBLISH to a $SYS topic");
             return;
         }
         if topic.levels().count() > shared.config.limits.max_topic_levels {
-            tracing::warn!(client_id = %attached.info.client_id, "dropped a PUBLISH whose topic has too many levels");
+            // A SUBSCRIBE can be refused with 0x80, a PUBLISH cannot: like mosquitto since
+            // CVE-2019-11779, a topic deeper than `max_topic_levels` closes the connection.
+            tracing::warn!(client_id = %attached.info.client_id, "closing: a PUBLISH whose topic has more than max_topic_levels levels");
+            self.machine.close();
+            self.lost("PUBLISH topic deeper than max_topic_levels");
             return;
         }
         if shared.filters_topics
@@ -499,16 +522,6 @@ impl<T: Transport> Conn<T> {
             tracing::info!(client_id = %attached.info.client_id, %topic, "PUBLISH denied by topic filtering");
             return;
         }
-        let message = Message {
-            topic,
-            payload: publish.payload,
-            qos: publish.qos_pid.qos(),
-            retain: publish.retain,
-        };
-        shared.events.emit(|| BrokerEvent::MessageReceived {
-            client: &attached.info,
-            message: &message,
-        });
         shared.router.route(Some(&attached.info), &message);
     }
 
@@ -572,7 +585,11 @@ impl<T: Transport> Conn<T> {
                 }
                 message.qos = message.qos.min(*qos);
                 message.retain = true;
-                if let Some(dropped) = self.machine.publish(now, message) {
+                let dropped = self.machine.publish(now, message);
+                if dropped.is_none() {
+                    self.shared.stats.packet_sent(true);
+                }
+                if let Some(dropped) = dropped {
                     tracing::debug!(client_id = %attached.info.client_id, topic = %dropped.topic, "retained message dropped: queue full");
                 }
             }
@@ -610,7 +627,11 @@ impl<T: Transport> Conn<T> {
         let batch = std::mem::take(&mut attached.sub.state.lock().mailbox);
         let now = now();
         for message in batch {
-            if let Some(dropped) = self.machine.publish(now, message) {
+            let dropped = self.machine.publish(now, message);
+            if dropped.is_none() {
+                self.shared.stats.packet_sent(true);
+            }
+            if let Some(dropped) = dropped {
                 let n = attached.sub.count_drop();
                 if n == 1 || n.is_multiple_of(1000) {
                     tracing::warn!(client_id = %attached.info.client_id, topic = %dropped.topic, dropped_total = n, "dropped a message: the client's session queue is full");
@@ -686,10 +707,31 @@ impl<T: Transport> Conn<T> {
         }
         sub.released.notify_waiters();
         tracing::info!(client_id = %attached.info.client_id, reason = %why, "client disconnected");
+        shared.stats.client_disconnected();
         shared.events.emit(|| BrokerEvent::ClientDisconnected {
             client: &attached.info,
             graceful,
         });
+    }
+}
+
+/// Counts, for `$SYS/broker/…`, the packets an event stands for: the packet received and the
+/// answer the protocol machine sends for it (CONNACK, SUBACK, UNSUBACK, PUBACK/PUBREC). Acks
+/// and pings handled entirely inside the machine are not visible here and not counted.
+fn count_packets(stats: &BrokerStats, event: &ServerEvent) {
+    match event {
+        ServerEvent::Publish(publish) => {
+            stats.packet_received(true);
+            if publish.qos_pid.qos() != mqtt_codec::QoS::AtMostOnce {
+                stats.packet_sent(false);
+            }
+        }
+        ServerEvent::Connect(_) | ServerEvent::Subscribe(_) | ServerEvent::Unsubscribe(_) => {
+            stats.packet_received(false);
+            stats.packet_sent(false);
+        }
+        ServerEvent::Delivered(_) | ServerEvent::Disconnect => stats.packet_received(false),
+        ServerEvent::Closed(_) => {}
     }
 }
 

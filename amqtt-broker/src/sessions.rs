@@ -190,4 +190,11 @@ impl Registry {
     pub(crate) fn len(&self) -> usize {
         self.entries.lock().len()
     }
+
+    /// Calls `f` on every entry, under the registry lock (keep `f` short).
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&Arc<Subscriber>)) {
+        for sub in self.entries.lock().values() {
+            f(sub);
+        }
+    }
 }

@@ -177,6 +177,7 @@ impl MQTTClient {
         let connector = Connector::Uri {
             uri,
             connection,
+            headers: params.additional_headers,
             timeout: config.connection_timeout,
         };
         self.start(connector, options).await
@@ -249,6 +250,7 @@ impl MQTTClient {
         options.username = uri.username.clone();
         options.password = uri.password.clone().map(Bytes::from);
         options.response_timeout = config.response_timeout;
+        options.protocol = config.protocol_version;
         if let Some(will) = &config.will {
             let topic = TopicName::new(will.topic.as_str()).map_err(|source| {
                 ClientError::InvalidTopic {

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use mqtt_codec::QoS;
+use mqtt_codec::{Protocol, QoS};
 use serde::{Deserialize, Deserializer};
 
 use crate::error::ConfigError;
@@ -66,6 +66,10 @@ pub struct ClientConfig {
     pub verify_cert: bool,
     /// The will message put in CONNECT (default none).
     pub will: Option<WillConfig>,
+    /// amqtt-rs extension: the protocol version of CONNECT, `"3.1.1"` (default) or `"3.1"`
+    /// (also written `mqttv311`, `mqttv31`, or as the level 4 or 3).
+    #[serde(deserialize_with = "protocol_from_name")]
+    pub protocol_version: Protocol,
     /// amqtt-rs extension: outgoing QoS 1/2 publishes in flight at once (default 20).
     pub max_inflight: u16,
     /// amqtt-rs extension: QoS 1/2 messages the session queues behind the in-flight window
@@ -110,6 +114,7 @@ impl Default for ClientConfig {
             check_hostname: true,
             verify_cert: true,
             will: None,
+            protocol_version: Protocol::V311,
             max_inflight: 20,
             max_queued_messages: 1000,
             request_queue_size: 256,
@@ -341,6 +346,30 @@ fn qos_from_int<'de, D: Deserializer<'de>>(d: D) -> Result<QoS, D::Error> {
         .ok_or_else(|| D::Error::custom(format!("invalid QoS {value}: expected 0, 1 or 2")))
 }
 
+/// Parses a protocol version name (see [`ClientConfig::protocol_version`]).
+pub fn parse_protocol(name: &str) -> Option<Protocol> {
+    match name {
+        "3.1.1" | "mqttv311" | "311" | "4" => Some(Protocol::V311),
+        "3.1" | "mqttv31" | "31" | "3" => Some(Protocol::V31),
+        _ => None,
+    }
+}
+
+fn protocol_from_name<'de, D: Deserializer<'de>>(d: D) -> Result<Protocol, D::Error> {
+    use serde::de::Error;
+    let value = serde_yaml::Value::deserialize(d)?;
+    let name = match &value {
+        serde_yaml::Value::String(s) => s.clone(),
+        serde_yaml::Value::Number(n) => n.to_string(),
+        _ => String::new(),
+    };
+    parse_protocol(&name).ok_or_else(|| {
+        D::Error::custom(format!(
+            "unsupported protocol version {name:?}: expected \"3.1.1\" or \"3.1\""
+        ))
+    })
+}
+
 fn duration_from_secs<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     use serde::de::Error;
     let secs = f64::deserialize(d)?;
@@ -456,6 +485,15 @@ will:
     fn deprecated_broker_section_is_used_when_connection_is_absent() {
         let c = ClientConfig::from_yaml_str("broker:\n  uri: mqtt://example:1884").unwrap();
         assert_eq!(c.effective_connection().uri, "mqtt://example:1884");
+    }
+
+    #[test]
+    fn protocol_version_accepts_mosquitto_names() {
+        let c = ClientConfig::from_yaml_str("protocol_version: mqttv31").unwrap();
+        assert_eq!(c.protocol_version, Protocol::V31);
+        let c = ClientConfig::from_yaml_str("protocol_version: 4").unwrap();
+        assert_eq!(c.protocol_version, Protocol::V311);
+        assert!(ClientConfig::from_yaml_str("protocol_version: mqttv5").is_err());
     }
 
     #[test]

@@ -71,6 +71,8 @@ pub(crate) enum Connector {
     Uri {
         uri: BrokerUri,
         connection: ConnectionConfig,
+        /// Extra WebSocket handshake headers.
+        headers: Vec<(String, String)>,
         timeout: Duration,
     },
 }
@@ -81,8 +83,9 @@ impl Connector {
             Connector::Uri {
                 uri,
                 connection,
+                headers,
                 timeout,
-            } => transport::open(uri, connection, *timeout).await,
+            } => transport::open(uri, connection, headers, *timeout).await,
         }
     }
 

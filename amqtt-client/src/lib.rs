@@ -28,10 +28,13 @@ mod uri;
 
 pub use client::{ConnectParams, MQTTClient};
 pub use config::{
-    ClientConfig, ConnectionConfig, PluginsConfig, TopicConfig, WillConfig, PACKET_LOGGER_PLUGIN,
+    parse_protocol, ClientConfig, ConnectionConfig, PluginsConfig, TopicConfig, WillConfig,
+    PACKET_LOGGER_PLUGIN,
 };
 pub use error::{ClientError, ConfigError};
 pub use message::{ApplicationMessage, ConnectOutcome, ConnectionState, Messages, PublishToken};
-pub use mqtt_codec::{ConnectReturnCode, Packet, QoS, SubAckReturnCode, TopicFilter, TopicName};
+pub use mqtt_codec::{
+    ConnectReturnCode, Packet, Protocol, QoS, SubAckReturnCode, TopicFilter, TopicName,
+};
 pub use plugins::{ClientPlugin, PacketLoggerPlugin, PluginContext, PluginRegistry};
 pub use uri::{BrokerUri, Scheme};

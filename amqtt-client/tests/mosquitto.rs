@@ -78,7 +78,8 @@ async fn empty_client_id_with_persistent_session_is_identifier_rejected() {
 #[ignore = "needs mosquitto"]
 async fn reconnect_mid_stream_with_persistent_sessions() {
     let mut broker = Mosquitto::start("persistence true").await;
-    scenarios::reconnect_mid_stream_loses_and_duplicates_nothing(&mut broker).await;
+    let gate = common::GatedProxy::start(broker.addr()).await;
+    scenarios::reconnect_mid_stream_loses_and_duplicates_nothing(&mut broker, &gate).await;
 }
 
 #[tokio::test]
@@ -92,5 +93,7 @@ async fn gives_up_after_reconnect_retries() {
 #[ignore = "needs mosquitto"]
 async fn requests_wait_while_reconnecting() {
     let mut broker = Mosquitto::start("persistence true").await;
-    scenarios::requests_wait_while_reconnecting_and_try_publish_fails_fast(&mut broker).await;
+    let gate = common::GatedProxy::start(broker.addr()).await;
+    scenarios::requests_wait_while_reconnecting_and_try_publish_fails_fast(&mut broker, &gate)
+        .await;
 }

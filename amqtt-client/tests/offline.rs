@@ -229,3 +229,19 @@ async fn missing_pingresp_is_a_lost_connection_and_the_client_reconnects() {
     assert_eq!(again.read().await, Some(Packet::Disconnect));
     within("disconnect", disconnecting).await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn protocol_version_3_1_sends_mqisdp() {
+    let server = common::RawServer::bind().await;
+    let config = ClientConfig {
+        protocol_version: amqtt_client::Protocol::V31,
+        ..test_config()
+    };
+    let client = MQTTClient::new(Some("old".into()), config).unwrap();
+    let uri = format!("mqtt://{}", server.addr);
+    let connecting = tokio::spawn(async move { client.connect(uri.as_str()).await });
+    let mut conn = server.accept().await;
+    let connect = conn.handshake(ConnectReturnCode::Accepted).await;
+    assert_eq!(connect.protocol, amqtt_client::Protocol::V31);
+    within("connect", connecting).await.unwrap().unwrap();
+}

@@ -51,6 +51,12 @@ pub struct ConnectArgs {
     /// Keep-alive in seconds (overrides the config's `keep_alive`).
     #[arg(short = 'k', long = "keep-alive", value_name = "SECS")]
     pub keep_alive: Option<u16>,
+    /// MQTT version: mqttv311 (default) or mqttv31 (mosquitto's -V).
+    #[arg(short = 'V', long = "protocol-version", value_name = "VERSION", value_parser = parse_protocol_version)]
+    pub protocol_version: Option<amqtt_client::Protocol>,
+    /// Outgoing QoS 1/2 messages in flight at once (mosquitto's -M; default 20).
+    #[arg(short = 'M', long = "max-inflight", value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_inflight: Option<u16>,
     /// Clean session on connect (default: off, as in aMQTT's tools).
     #[arg(long = "clean-session")]
     pub clean_session: bool,
@@ -118,6 +124,12 @@ impl ConnectArgs {
         };
         if let Some(keep_alive) = self.keep_alive {
             config.keep_alive = keep_alive;
+        }
+        if let Some(protocol) = self.protocol_version {
+            config.protocol_version = protocol;
+        }
+        if let Some(max_inflight) = self.max_inflight {
+            config.max_inflight = max_inflight;
         }
         config.will = self.will()?;
         if let (Some(cert), Some(key)) = (&self.cert, &self.key) {
@@ -232,6 +244,12 @@ pub fn parse_qos(value: &str) -> Result<QoS, String> {
         .ok()
         .and_then(QoS::from_u8)
         .ok_or_else(|| format!("'{value}' is not a QoS: expected 0, 1 or 2"))
+}
+
+/// Parses `-V`: mqttv311 or mqttv31 (MQTT 5 is not supported).
+pub fn parse_protocol_version(value: &str) -> Result<amqtt_client::Protocol, String> {
+    amqtt_client::parse_protocol(value)
+        .ok_or_else(|| format!("'{value}' is not supported: expected mqttv311 or mqttv31"))
 }
 
 /// Parses seconds (integer or decimal).

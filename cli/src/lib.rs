@@ -61,16 +61,14 @@ pub fn report(tool: &str, result: Result<(), CliError>) -> ExitCode {
     }
 }
 
-/// Logs to stderr: warnings by default, everything (including each packet, through the packet
-/// logger plugin) with `-d`, nothing with `--quiet`. `RUST_LOG` overrides both.
+/// Logs to stderr: nothing by default (a failure is reported as one line by [`report`]),
+/// everything (including each packet, through the packet logger plugin) with `-d`. `--quiet`
+/// keeps it silent even with `RUST_LOG`, which otherwise overrides the default.
 pub fn init_logging(debug: bool, quiet: bool) {
-    let default = if quiet {
-        "off"
-    } else if debug {
-        "debug"
-    } else {
-        "warn"
-    };
+    if quiet {
+        return;
+    }
+    let default = if debug { "debug" } else { "off" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()

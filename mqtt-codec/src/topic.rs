@@ -6,64 +6,83 @@
 //! [MQTT-4.7.2-1]: a filter that starts with a wildcard does not match a topic that starts
 //! with `$`. Matching is iterative, so no input can exhaust the stack.
 
+use arrayvec::ArrayString;
 use bytestring::ByteString;
 
 use crate::error::DecodeError;
+use crate::wire::Reader;
 
 /// The longest string MQTT can carry: a u16 length prefix ([MQTT-4.7.3-3]).
 pub const MAX_TOPIC_LEN: usize = 65_535;
 
+/// Topic names and filters of at most this many bytes are stored inline (no allocation, no
+/// reference count); longer ones share their bytes.
+pub const INLINE_TOPIC_LEN: usize = 56;
+
 /// A validated topic name: non-empty, no `+` or `#`, no U+0000, at most 65,535 bytes.
 ///
-/// Cheap to clone: it shares its bytes (often with the read buffer it was decoded from).
+/// Cheap to clone: a name of up to [`INLINE_TOPIC_LEN`] bytes is stored inline (cloning it is a
+/// copy of 64 bytes, decoding it touches no reference count), a longer one shares its bytes,
+/// often with the read buffer it was decoded from. Equality, ordering and hashing are those of
+/// the string, so a `HashMap<TopicName, _>` can be queried with a `&str`.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TopicName(ByteString);
+pub struct TopicName(TopicStr);
 
 impl TopicName {
     /// Validates `name` as a topic name.
     pub fn new(name: impl Into<ByteString>) -> Result<TopicName, DecodeError> {
         let name = name.into();
         validate_name(&name)?;
-        Ok(TopicName(name))
+        Ok(TopicName(TopicStr::from_byte_string(name)))
     }
 
     /// Wraps a string the caller has already checked against every rule of [`TopicName::new`].
     #[inline]
     pub(crate) fn from_checked(name: ByteString) -> TopicName {
         debug_assert_eq!(validate_name(&name), Ok(()));
-        TopicName(name)
+        TopicName(TopicStr::from_byte_string(name))
+    }
+
+    /// Copies a short string the caller has already checked against every rule of
+    /// [`TopicName::new`]; `None` if it is longer than [`INLINE_TOPIC_LEN`].
+    #[inline]
+    pub(crate) fn inline_from_checked(name: &str) -> Option<TopicName> {
+        debug_assert_eq!(validate_name(name), Ok(()));
+        TopicStr::inline(name).map(TopicName)
     }
 
     /// The topic as a string slice.
+    #[inline]
     pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The shared string behind the topic.
-    pub fn as_byte_string(&self) -> &ByteString {
-        &self.0
+        self.0.as_str()
     }
 
     /// Whether the topic starts with `$` (such topics are not matched by leading wildcards).
     pub fn is_dollar(&self) -> bool {
-        self.0.starts_with('$')
+        self.as_str().starts_with('$')
     }
 
     /// The topic's levels, split on `/`.
     pub fn levels(&self) -> std::str::Split<'_, char> {
-        self.0.split('/')
+        self.as_str().split('/')
+    }
+}
+
+impl std::borrow::Borrow<str> for TopicName {
+    fn borrow(&self) -> &str {
+        self.as_str()
     }
 }
 
 impl std::fmt::Debug for TopicName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Debug::fmt(&*self.0, f)
+        std::fmt::Debug::fmt(self.as_str(), f)
     }
 }
 
 impl std::fmt::Display for TopicName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
@@ -83,14 +102,14 @@ impl TryFrom<String> for TopicName {
 
 impl AsRef<str> for TopicName {
     fn as_ref(&self) -> &str {
-        &self.0
+        self.as_str()
     }
 }
 
 #[cfg(feature = "serde")]
 impl serde::Serialize for TopicName {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.0)
+        s.serialize_str(self.as_str())
     }
 }
 
@@ -103,25 +122,47 @@ impl<'de> serde::Deserialize<'de> for TopicName {
 }
 
 /// A validated topic filter: non-empty, `+` and `#` only as whole levels, `#` only last.
+///
+/// Stored like a [`TopicName`]: inline up to [`INLINE_TOPIC_LEN`] bytes, shared beyond.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TopicFilter(ByteString);
+pub struct TopicFilter(TopicStr);
 
 impl TopicFilter {
     /// Validates `filter` as a topic filter.
     pub fn new(filter: impl Into<ByteString>) -> Result<TopicFilter, DecodeError> {
         let filter = filter.into();
         validate_filter(&filter)?;
-        Ok(TopicFilter(filter))
+        Ok(TopicFilter(TopicStr::from_byte_string(filter)))
+    }
+
+    /// Reads a `u16`-prefixed topic filter from a packet body, checking [MQTT-1.5.3-1],
+    /// [MQTT-1.5.3-2] and every filter rule. Short filters are copied inline, long ones share
+    /// the read buffer.
+    pub(crate) fn decode(body: &mut Reader) -> Result<TopicFilter, DecodeError> {
+        let len = usize::from(body.u16()?);
+        if len <= INLINE_TOPIC_LEN {
+            let raw = body.peek(len)?;
+            let filter = std::str::from_utf8(raw).map_err(|_| DecodeError::InvalidUtf8)?;
+            validate_filter(filter)?;
+            if let Some(inline) = TopicStr::inline(filter) {
+                body.skip(len);
+                return Ok(TopicFilter(inline));
+            }
+        }
+        let filter = ByteString::try_from(body.take(len)?).map_err(|_| DecodeError::InvalidUtf8)?;
+        validate_filter(&filter)?;
+        Ok(TopicFilter(TopicStr::Shared(filter)))
     }
 
     /// The filter as a string slice.
+    #[inline]
     pub fn as_str(&self) -> &str {
-        &self.0
+        self.0.as_str()
     }
 
     /// The filter's levels, split on `/`.
     pub fn levels(&self) -> std::str::Split<'_, char> {
-        self.0.split('/')
+        self.as_str().split('/')
     }
 
     /// Whether the filter contains `+` or `#`.
@@ -131,7 +172,7 @@ impl TopicFilter {
 
     /// Whether the filter starts with a wildcard level (and so never matches `$` topics).
     pub fn starts_with_wildcard(&self) -> bool {
-        self.0.starts_with('+') || self.0.starts_with('#')
+        self.as_str().starts_with(['+', '#'])
     }
 
     /// Whether `topic` matches this filter, per section 4.7 including [MQTT-4.7.2-1].
@@ -142,7 +183,15 @@ impl TopicFilter {
     /// Whether every topic this filter matches is also matched by `outer`
     /// (used by access control: a filter must lie within an allowed filter).
     pub fn is_within(&self, outer: &TopicFilter) -> bool {
-        let mut inner_levels = self.levels();
+        // `#` also matches its parent level, but the parent of a `#` at level 1 or after a
+        // single empty level 1 would be the empty topic, which does not exist: there `#`
+        // matches exactly what `+/#` matches.
+        let inner = match self.as_str() {
+            "#" => "+/#",
+            "/#" => "/+/#",
+            other => other,
+        };
+        let mut inner_levels = inner.split('/');
         let mut outer_levels = outer.levels();
         let mut first = true;
         loop {
@@ -154,11 +203,6 @@ impl TopicFilter {
             }
             match (o, i) {
                 (Some("#"), _) => return true,
-                // A leading `#` matches every non-`$` topic, i.e. one level or more, and so
-                // does `+/#` (`#` also matches its parent level).
-                (Some("+"), Some("#")) if first => {
-                    return outer_levels.next() == Some("#") && outer_levels.next().is_none()
-                }
                 (Some("+"), Some(i)) if i != "#" => {}
                 (Some(o), Some(i)) if o != "+" && o == i => {}
                 (None, None) => return true,
@@ -169,15 +213,21 @@ impl TopicFilter {
     }
 }
 
+impl std::borrow::Borrow<str> for TopicFilter {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
+
 impl std::fmt::Debug for TopicFilter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Debug::fmt(&*self.0, f)
+        std::fmt::Debug::fmt(self.as_str(), f)
     }
 }
 
 impl std::fmt::Display for TopicFilter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
@@ -197,14 +247,14 @@ impl TryFrom<String> for TopicFilter {
 
 impl AsRef<str> for TopicFilter {
     fn as_ref(&self) -> &str {
-        &self.0
+        self.as_str()
     }
 }
 
 #[cfg(feature = "serde")]
 impl serde::Serialize for TopicFilter {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.0)
+        s.serialize_str(self.as_str())
     }
 }
 
@@ -213,6 +263,60 @@ impl<'de> serde::Deserialize<'de> for TopicFilter {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
         TopicFilter::new(s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The storage of a topic name or filter: inline when short, shared otherwise. Equality,
+/// ordering and hashing are the string's, whichever the storage.
+#[derive(Clone)]
+enum TopicStr {
+    Inline(ArrayString<INLINE_TOPIC_LEN>),
+    Shared(ByteString),
+}
+
+impl TopicStr {
+    #[inline]
+    fn inline(s: &str) -> Option<TopicStr> {
+        ArrayString::from(s).ok().map(TopicStr::Inline)
+    }
+
+    #[inline]
+    fn from_byte_string(s: ByteString) -> TopicStr {
+        TopicStr::inline(&s).unwrap_or(TopicStr::Shared(s))
+    }
+
+    #[inline]
+    fn as_str(&self) -> &str {
+        match self {
+            TopicStr::Inline(inline) => inline,
+            TopicStr::Shared(shared) => shared,
+        }
+    }
+}
+
+impl PartialEq for TopicStr {
+    fn eq(&self, other: &TopicStr) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for TopicStr {}
+
+impl PartialOrd for TopicStr {
+    fn partial_cmp(&self, other: &TopicStr) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for TopicStr {
+    fn cmp(&self, other: &TopicStr) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl std::hash::Hash for TopicStr {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
     }
 }
 
@@ -238,41 +342,77 @@ pub fn matches(filter: &str, topic: &str) -> bool {
     }
 }
 
-fn validate_common(s: &str) -> Result<(), DecodeError> {
+fn validate_len(s: &str) -> Result<(), DecodeError> {
     if s.is_empty() {
         return Err(DecodeError::EmptyTopic);
     }
     if s.len() > MAX_TOPIC_LEN {
         return Err(DecodeError::StringTooLong);
     }
-    if s.contains('\0') {
+    Ok(())
+}
+
+/// [MQTT-4.7.3-1..3] and [MQTT-3.3.2-2]: a U+0000 anywhere wins over a wildcard anywhere.
+fn validate_name(s: &str) -> Result<(), DecodeError> {
+    validate_len(s)?;
+    check_name_bytes(s.as_bytes())
+}
+
+/// The byte rules of a topic name: no U+0000 ([MQTT-4.7.3-2]), no wildcard ([MQTT-3.3.2-2]).
+/// One branch-free pass (it vectorises) for the common case of a clean name.
+#[inline]
+pub(crate) fn check_name_bytes(bytes: &[u8]) -> Result<(), DecodeError> {
+    let suspect = bytes
+        .iter()
+        .map(|&b| u8::from(b == 0) | u8::from(b == b'+') | u8::from(b == b'#'))
+        .fold(0u8, |acc, hit| acc | hit);
+    if suspect == 0 {
+        return Ok(());
+    }
+    if bytes.contains(&0) {
         return Err(DecodeError::NullCharacter);
     }
-    Ok(())
+    Err(DecodeError::WildcardInTopicName)
 }
 
-fn validate_name(s: &str) -> Result<(), DecodeError> {
-    validate_common(s)?;
-    if s.contains(['+', '#']) {
-        return Err(DecodeError::WildcardInTopicName);
-    }
-    Ok(())
-}
-
+/// [MQTT-4.7.3-1..3], [MQTT-4.7.1-2] and [MQTT-4.7.1-3] in one pass: a U+0000 anywhere wins,
+/// otherwise the leftmost bad level decides.
 fn validate_filter(s: &str) -> Result<(), DecodeError> {
-    validate_common(s)?;
-    let mut levels = s.split('/').peekable();
-    while let Some(level) = levels.next() {
-        if level == "#" {
-            if levels.peek().is_some() {
-                return Err(DecodeError::MultiLevelWildcardNotLast);
+    validate_len(s)?;
+    let bytes = s.as_bytes();
+    let mut first_error = None;
+    // The current level: its length and which wildcards it holds.
+    let (mut len, mut plus, mut hash) = (0usize, false, false);
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            0 => return Err(DecodeError::NullCharacter),
+            b'/' => {
+                if first_error.is_none() {
+                    first_error = level_error(len, plus, hash, false);
+                }
+                (len, plus, hash) = (0, false, false);
+                continue;
             }
-        } else if level != "+" && level.contains(['+', '#']) {
-            if level.contains('#') {
-                return Err(DecodeError::MultiLevelWildcardNotLast);
-            }
-            return Err(DecodeError::SingleLevelWildcardNotAlone);
+            b'+' => plus = true,
+            b'#' => hash = true,
+            _ => {}
+        }
+        len += 1;
+        if i + 1 == bytes.len() && first_error.is_none() {
+            first_error = level_error(len, plus, hash, true);
         }
     }
-    Ok(())
+    first_error.map_or(Ok(()), Err)
+}
+
+/// What is wrong with a filter level of `len` bytes holding `+` and/or `#`, if anything.
+#[inline]
+fn level_error(len: usize, plus: bool, hash: bool, last: bool) -> Option<DecodeError> {
+    match (plus, hash) {
+        (false, false) => None,
+        (true, false) if len == 1 => None,
+        (false, true) if len == 1 && last => None,
+        (_, true) => Some(DecodeError::MultiLevelWildcardNotLast),
+        (true, false) => Some(DecodeError::SingleLevelWildcardNotAlone),
+    }
 }

@@ -169,10 +169,28 @@ impl Reader {
     #[inline]
     pub(crate) fn binary(&mut self) -> Result<Bytes, DecodeError> {
         let len = usize::from(self.u16()?);
+        self.take(len)
+    }
+
+    /// The next `len` bytes, without consuming them.
+    #[inline]
+    pub(crate) fn peek(&self, len: usize) -> Result<&[u8], DecodeError> {
+        self.body.get(..len).ok_or(DecodeError::Truncated)
+    }
+
+    /// Consumes the next `len` bytes as a slice of the body.
+    #[inline]
+    pub(crate) fn take(&mut self, len: usize) -> Result<Bytes, DecodeError> {
         if self.body.len() < len {
             return Err(DecodeError::Truncated);
         }
         Ok(self.body.split_to(len))
+    }
+
+    /// Skips `len` bytes that [`Reader::peek`] has shown to be there.
+    #[inline]
+    pub(crate) fn skip(&mut self, len: usize) {
+        self.body.advance(len.min(self.body.len()));
     }
 
     /// Reads a `u16`-prefixed UTF-8 string without copying it, checking [MQTT-1.5.3-1] and
@@ -180,7 +198,7 @@ impl Reader {
     #[inline]
     pub(crate) fn string(&mut self) -> Result<ByteString, DecodeError> {
         let raw = self.binary()?;
-        if raw.contains(&0) {
+        if memchr::memchr(0, &raw).is_some() {
             return Err(DecodeError::NullCharacter);
         }
         ByteString::try_from(raw).map_err(|_| DecodeError::InvalidUtf8)
@@ -190,12 +208,6 @@ impl Reader {
     #[inline]
     pub(crate) fn owned_string(&mut self) -> Result<String, DecodeError> {
         Ok(String::from(self.string()?))
-    }
-
-    /// Takes everything that is left.
-    #[inline]
-    pub(crate) fn rest(&mut self) -> Bytes {
-        std::mem::take(&mut self.body)
     }
 
     /// Succeeds only if the whole body was read.

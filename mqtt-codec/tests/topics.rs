@@ -196,6 +196,11 @@ fn is_within_examples_for_access_control() {
     assert!(within("a", "a/#"));
     assert!(within("a/#", "#"));
     assert!(within("#", "+/#"));
+    assert!(within("+/#", "#"));
+    // The parent of `/#` would be the empty topic: `/#` matches `/`, `/a`, … like `/+/#`.
+    assert!(within("/#", "+/+/#"));
+    assert!(within("/#", "/+/#"));
+    assert!(!within("a/#", "a/+/#"));
     assert!(within("$SYS/#", "$SYS/#"));
     // CVE-2017-7650 family: a wider filter is not within a narrower one.
     assert!(!within("a/#", "a/+/c"));
@@ -289,6 +294,8 @@ fn all_topics(max_levels: usize) -> Vec<TopicName> {
 }
 
 proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
     #[test]
     fn matches_agrees_with_a_regex_reference(f in filter_strategy(), t in topic_strategy()) {
         prop_assert_eq!(matches(&f, &t), reference_matches(&f, &t), "filter {:?} topic {:?}", f, t);
@@ -312,5 +319,49 @@ proptest! {
         let topics = ALL_TOPICS.get_or_init(|| all_topics(5));
         let covered = topics.iter().all(|t| !inner_f.matches(t) || outer_f.matches(t));
         prop_assert_eq!(inner_f.is_within(&outer_f), covered, "inner {:?} outer {:?}", inner, outer);
+    }
+}
+
+/// The filter rules written the obvious way, level by level, as a reference for the one-pass
+/// validator.
+fn reference_filter_check(s: &str) -> Result<(), DecodeError> {
+    if s.is_empty() {
+        return Err(DecodeError::EmptyTopic);
+    }
+    if s.contains('\0') {
+        return Err(DecodeError::NullCharacter);
+    }
+    let levels: Vec<&str> = s.split('/').collect();
+    for (i, level) in levels.iter().enumerate() {
+        let last = i + 1 == levels.len();
+        match *level {
+            "+" => {}
+            "#" if last => {}
+            l if l.contains('#') => return Err(DecodeError::MultiLevelWildcardNotLast),
+            l if l.contains('+') => return Err(DecodeError::SingleLevelWildcardNotAlone),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #[test]
+    fn filter_validation_agrees_with_a_level_by_level_reference(s in "[a/+#\u{0}é]{0,12}") {
+        prop_assert_eq!(TopicFilter::new(s.as_str()).map(|_| ()), reference_filter_check(&s), "{:?}", s);
+    }
+
+    #[test]
+    fn name_validation_agrees_with_a_reference(s in "[a/+#\u{0}é]{0,12}") {
+        let expected = if s.is_empty() {
+            Err(DecodeError::EmptyTopic)
+        } else if s.contains('\0') {
+            Err(DecodeError::NullCharacter)
+        } else if s.contains(['+', '#']) {
+            Err(DecodeError::WildcardInTopicName)
+        } else {
+            Ok(())
+        };
+        prop_assert_eq!(TopicName::new(s.as_str()).map(|_| ()), expected, "{:?}", s);
     }
 }

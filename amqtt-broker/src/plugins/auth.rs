@@ -4,12 +4,14 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use serde::Deserialize;
 
 use crate::plugins::password_file::{PasswordFile, Verification};
 use crate::plugins::{
-    BrokerPlugin, ConfiguredPlugin, Hooks, PluginContext, PluginError, SessionInfo,
+    BrokerPlugin, ConfiguredPlugin, ConnectRequest, Hooks, PluginContext, PluginError,
+    Reconfiguration,
 };
 
 /// `amqtt.plugins.authentication.AnonymousAuthPlugin` (entry point `auth_anonymous`).
@@ -71,12 +73,12 @@ impl BrokerPlugin for AnonymousAuthPlugin {
         }
     }
 
-    async fn authenticate(&self, session: &SessionInfo) -> Option<bool> {
+    async fn authenticate(&self, request: &ConnectRequest<'_>) -> Option<bool> {
         if self.config.allow_anonymous {
             return Some(true);
         }
         // aMQTT: any user name is accepted, the password is not checked.
-        Some(session.username.is_some())
+        Some(request.client.username.is_some())
     }
 }
 
@@ -88,7 +90,8 @@ impl BrokerPlugin for AnonymousAuthPlugin {
 /// checked on a blocking thread so the runtime keeps serving other clients.
 #[derive(Debug)]
 pub struct FileAuthPlugin {
-    users: Arc<PasswordFile>,
+    /// Swapped whole on reload; each check works on the file as it was when it started.
+    users: Arc<ArcSwap<PasswordFile>>,
 }
 
 /// Config of [`FileAuthPlugin`].
@@ -105,21 +108,18 @@ impl FileAuthPlugin {
     /// A plugin checking against `users`.
     pub fn new(users: PasswordFile) -> FileAuthPlugin {
         FileAuthPlugin {
-            users: Arc::new(users),
+            users: Arc::new(ArcSwap::from_pointee(users)),
         }
     }
-}
 
-impl ConfiguredPlugin for FileAuthPlugin {
-    type Config = FileAuthConfig;
-
-    fn build(config: FileAuthConfig, context: &PluginContext) -> Result<Self, PluginError> {
+    /// Reads the password file `config` names (no file: no user, with a warning).
+    fn load(config: FileAuthConfig, context: &PluginContext) -> Result<PasswordFile, PluginError> {
         let Some(path) = config.password_file else {
             tracing::warn!(
                 plugin = context.plugin_name(),
                 "no password_file configured: every client with a user name will be refused"
             );
-            return Ok(FileAuthPlugin::new(PasswordFile::new()));
+            return Ok(PasswordFile::new());
         };
         let users = PasswordFile::load(&path).map_err(|source| PluginError::PasswordFile {
             plugin: context.plugin_name().to_owned(),
@@ -131,7 +131,26 @@ impl ConfiguredPlugin for FileAuthPlugin {
             file = %path.display(),
             "password file loaded"
         );
-        Ok(FileAuthPlugin::new(users))
+        Ok(users)
+    }
+}
+
+impl ConfiguredPlugin for FileAuthPlugin {
+    type Config = FileAuthConfig;
+
+    fn build(config: FileAuthConfig, context: &PluginContext) -> Result<Self, PluginError> {
+        Ok(FileAuthPlugin::new(FileAuthPlugin::load(config, context)?))
+    }
+
+    /// Re-reads the password file; a missing or malformed file keeps the old users.
+    fn reconfigure(
+        &self,
+        config: FileAuthConfig,
+        context: &PluginContext,
+    ) -> Result<Option<Reconfiguration>, PluginError> {
+        let users = Arc::new(FileAuthPlugin::load(config, context)?);
+        let slot = self.users.clone();
+        Ok(Some(Box::new(move || slot.store(users))))
     }
 }
 
@@ -141,14 +160,15 @@ impl BrokerPlugin for FileAuthPlugin {
         Hooks::AUTHENTICATE
     }
 
-    async fn authenticate(&self, session: &SessionInfo) -> Option<bool> {
+    async fn authenticate(&self, request: &ConnectRequest<'_>) -> Option<bool> {
+        let session = request.client;
         let user = session.username.clone()?;
-        if !self.users.contains(&user) {
+        let users = self.users.load_full();
+        if !users.contains(&user) {
             tracing::debug!(client_id = %session.client_id, %user, "unknown user");
             return Some(false);
         }
-        let password = session.password.clone().unwrap_or_default();
-        let users = self.users.clone();
+        let password = request.password.cloned().unwrap_or_default();
         let verdict = tokio::task::spawn_blocking(move || users.verify(&user, &password)).await;
         match verdict {
             Ok(Verification::Match) => Some(true),
@@ -168,18 +188,32 @@ impl BrokerPlugin for FileAuthPlugin {
 mod tests {
     use std::path::Path;
 
+    use bytes::Bytes;
+
     use super::*;
     use crate::plugins::password_file::HashScheme;
+    use crate::plugins::tests::client;
+
+    async fn auth(
+        p: &dyn BrokerPlugin,
+        user: Option<&str>,
+        password: Option<&str>,
+    ) -> Option<bool> {
+        let info = client("c", user);
+        let password = password.map(|p| Bytes::copy_from_slice(p.as_bytes()));
+        p.authenticate(&ConnectRequest {
+            client: &info,
+            password: password.as_ref(),
+        })
+        .await
+    }
 
     #[tokio::test]
     async fn anonymous_allowed_lets_everyone_in() {
         let plugin = AnonymousAuthPlugin::new(AnonymousAuthConfig::default());
-        assert_eq!(
-            plugin.authenticate(&SessionInfo::new("a")).await,
-            Some(true)
-        );
-        let named = SessionInfo::new("b").with_credentials("x", None::<&str>);
-        assert_eq!(plugin.authenticate(&named).await, Some(true));
+        assert_eq!(auth(&plugin, None, None).await, Some(true));
+        assert_eq!(auth(&plugin, Some("x"), None).await, Some(true));
+        assert!(!plugin.hooks().contains(Hooks::USERNAME_ONLY_AUTH));
     }
 
     #[tokio::test]
@@ -187,12 +221,11 @@ mod tests {
         let plugin = AnonymousAuthPlugin::new(AnonymousAuthConfig {
             allow_anonymous: false,
         });
+        assert_eq!(auth(&plugin, None, None).await, Some(false));
         assert_eq!(
-            plugin.authenticate(&SessionInfo::new("a")).await,
-            Some(false)
+            auth(&plugin, Some("anyone"), Some("wrong")).await,
+            Some(true)
         );
-        let named = SessionInfo::new("b").with_credentials("anyone", Some("wrong"));
-        assert_eq!(plugin.authenticate(&named).await, Some(true));
         assert!(plugin.hooks().contains(Hooks::USERNAME_ONLY_AUTH));
     }
 
@@ -217,23 +250,18 @@ mod tests {
             .set_password("alice", b"wonderland", HashScheme::Sha512Crypt)
             .unwrap();
         let plugin = FileAuthPlugin::new(users);
-        let with = |user: &str, pw: Option<&str>| SessionInfo::new("c").with_credentials(user, pw);
-        assert_eq!(plugin.authenticate(&SessionInfo::new("c")).await, None);
+        assert_eq!(auth(&plugin, None, Some("wonderland")).await, None);
         assert_eq!(
-            plugin
-                .authenticate(&with("alice", Some("wonderland")))
-                .await,
+            auth(&plugin, Some("alice"), Some("wonderland")).await,
             Some(true)
         );
         assert_eq!(
-            plugin
-                .authenticate(&with("alice", Some("Wonderland")))
-                .await,
+            auth(&plugin, Some("alice"), Some("Wonderland")).await,
             Some(false)
         );
-        assert_eq!(plugin.authenticate(&with("alice", None)).await, Some(false));
+        assert_eq!(auth(&plugin, Some("alice"), None).await, Some(false));
         assert_eq!(
-            plugin.authenticate(&with("bob", Some("wonderland"))).await,
+            auth(&plugin, Some("bob"), Some("wonderland")).await,
             Some(false)
         );
     }

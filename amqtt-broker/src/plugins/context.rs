@@ -6,27 +6,28 @@
 //! later, when the broker starts; until then the accessors answer "nothing" and publishing
 //! reports that the broker is not running.
 
-use std::any::Any;
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 
-use async_trait::async_trait;
 use bytes::Bytes;
+use mqtt_codec::session::Message;
 use mqtt_codec::{QoS, TopicFilter, TopicName};
 
-use crate::plugins::{ApplicationMessage, BrokerStats};
+use crate::config::BrokerConfig;
+use crate::plugins::BrokerStats;
 
-/// The live broker, as plugins see it. Implemented by the broker.
-#[async_trait]
+/// The live broker, as plugins see it. Implemented by the broker; every method returns at
+/// once (no method waits on a client).
 pub trait BrokerAccess: Send + Sync + 'static {
     /// Delivers `message` to every matching subscriber, as if a client had published it
     /// (aMQTT's `broadcast_message`); with `retain` set it is also stored. `$` topics are
-    /// allowed here. Returns `false` if the broker is shutting down and dropped it.
-    async fn publish(&self, message: ApplicationMessage) -> bool;
+    /// allowed here. Returns `false` if the broker has stopped and dropped it.
+    fn publish(&self, message: Message) -> bool;
 
     /// Stores `message` as the retained message of its topic without delivering it (aMQTT's
-    /// `retain_message`); an empty payload clears the topic.
-    async fn retain(&self, message: ApplicationMessage) -> bool;
+    /// `retain_message`); an empty payload clears the topic. Returns `false` if the broker
+    /// has stopped.
+    fn retain(&self, message: Message) -> bool;
 
     /// A snapshot of every session the broker holds, connected or not.
     fn sessions(&self) -> Vec<SessionSummary>;
@@ -63,7 +64,7 @@ pub struct PluginContext {
     plugin: Arc<str>,
     stats: Arc<BrokerStats>,
     broker: Arc<OnceLock<Arc<dyn BrokerAccess>>>,
-    broker_config: Option<Arc<dyn Any + Send + Sync>>,
+    broker_config: Option<Arc<BrokerConfig>>,
 }
 
 impl PluginContext {
@@ -84,7 +85,7 @@ impl PluginContext {
     }
 
     /// Makes the broker's config available through [`PluginContext::broker_config`].
-    pub fn with_broker_config<T: Any + Send + Sync>(mut self, config: Arc<T>) -> PluginContext {
+    pub fn with_broker_config(mut self, config: Arc<BrokerConfig>) -> PluginContext {
         self.broker_config = Some(config);
         self
     }
@@ -113,9 +114,10 @@ impl PluginContext {
         &self.stats
     }
 
-    /// The broker's config, if the broker provided one of type `T`.
-    pub fn broker_config<T: Any + Send + Sync>(&self) -> Option<&T> {
-        self.broker_config.as_deref()?.downcast_ref::<T>()
+    /// The whole broker config (listeners, limits, every plugin section), when the plugins
+    /// were built from one ([`PluginManager::builder_for_config`](crate::plugins::PluginManager::builder_for_config)).
+    pub fn broker_config(&self) -> Option<&BrokerConfig> {
+        self.broker_config.as_deref()
     }
 
     /// The running broker, once attached.
@@ -130,40 +132,24 @@ impl PluginContext {
 
     /// Publishes a message from the broker (see [`BrokerAccess::publish`]). Returns `false`
     /// when no broker is running.
-    pub async fn publish(
+    pub fn publish(
         &self,
         topic: TopicName,
         payload: impl Into<Bytes>,
         qos: QoS,
         retain: bool,
     ) -> bool {
-        let Some(broker) = self.broker.get() else {
-            return false;
-        };
-        broker
-            .publish(ApplicationMessage {
-                topic,
-                payload: payload.into(),
-                qos,
-                retain,
-            })
-            .await
+        self.broker
+            .get()
+            .is_some_and(|b| b.publish(Message::new(topic, payload, qos, retain)))
     }
 
     /// Stores a retained message without delivering it (see [`BrokerAccess::retain`]).
     /// Returns `false` when no broker is running.
-    pub async fn retain(&self, topic: TopicName, payload: impl Into<Bytes>, qos: QoS) -> bool {
-        let Some(broker) = self.broker.get() else {
-            return false;
-        };
-        broker
-            .retain(ApplicationMessage {
-                topic,
-                payload: payload.into(),
-                qos,
-                retain: true,
-            })
-            .await
+    pub fn retain(&self, topic: TopicName, payload: impl Into<Bytes>, qos: QoS) -> bool {
+        self.broker
+            .get()
+            .is_some_and(|b| b.retain(Message::new(topic, payload, qos, true)))
     }
 
     /// A snapshot of the broker's sessions (empty when no broker is running).

@@ -5,14 +5,13 @@
 //! Both subscribe only to what the installed `tracing` subscriber would print when the broker
 //! is built, so with DEBUG off the broker does not even build packet events.
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
-use mqtt_codec::{Packet, QoS, TopicFilter};
+use mqtt_codec::packet::Packet;
+use mqtt_codec::session::Message;
+use mqtt_codec::{QoS, TopicFilter};
 
 use crate::plugins::{
-    ApplicationMessage, BrokerPlugin, ConfiguredPlugin, EmptyConfig, Hooks, PluginContext,
-    PluginError, SessionInfo,
+    BrokerPlugin, ClientInfo, ConfiguredPlugin, EmptyConfig, Hooks, PluginContext, PluginError,
 };
 
 const EVENT_TARGET: &str = "amqtt::plugins::event_logger";
@@ -63,7 +62,7 @@ impl BrokerPlugin for EventLoggerPlugin {
         fired("broker_post_shutdown");
     }
 
-    async fn on_broker_client_connected(&self, session: &Arc<SessionInfo>) {
+    async fn on_broker_client_connected(&self, session: &ClientInfo) {
         tracing::info!(
             target: EVENT_TARGET,
             client_id = %session.client_id,
@@ -71,7 +70,7 @@ impl BrokerPlugin for EventLoggerPlugin {
         );
     }
 
-    async fn on_broker_client_disconnected(&self, session: &Arc<SessionInfo>) {
+    async fn on_broker_client_disconnected(&self, session: &ClientInfo) {
         tracing::info!(
             target: EVENT_TARGET,
             client_id = %session.client_id,
@@ -81,7 +80,7 @@ impl BrokerPlugin for EventLoggerPlugin {
 
     async fn on_broker_client_subscribed(
         &self,
-        session: &Arc<SessionInfo>,
+        session: &ClientInfo,
         topic: &TopicFilter,
         qos: QoS,
     ) {
@@ -94,7 +93,7 @@ impl BrokerPlugin for EventLoggerPlugin {
         );
     }
 
-    async fn on_broker_client_unsubscribed(&self, session: &Arc<SessionInfo>, topic: &TopicFilter) {
+    async fn on_broker_client_unsubscribed(&self, session: &ClientInfo, topic: &TopicFilter) {
         tracing::debug!(
             target: EVENT_TARGET,
             client_id = %session.client_id,
@@ -103,11 +102,7 @@ impl BrokerPlugin for EventLoggerPlugin {
         );
     }
 
-    async fn on_broker_retained_message(
-        &self,
-        client_id: Option<&str>,
-        message: &ApplicationMessage,
-    ) {
+    async fn on_broker_retained_message(&self, client_id: Option<&str>, message: &Message) {
         tracing::debug!(
             target: EVENT_TARGET,
             client_id,
@@ -117,11 +112,7 @@ impl BrokerPlugin for EventLoggerPlugin {
         );
     }
 
-    async fn on_broker_message_received(
-        &self,
-        session: &Arc<SessionInfo>,
-        message: &ApplicationMessage,
-    ) {
+    async fn on_broker_message_received(&self, session: &ClientInfo, message: &Message) {
         tracing::debug!(
             target: EVENT_TARGET,
             client_id = %session.client_id,
@@ -130,25 +121,21 @@ impl BrokerPlugin for EventLoggerPlugin {
         );
     }
 
-    async fn on_broker_message_broadcast(
-        &self,
-        session: Option<&Arc<SessionInfo>>,
-        message: &ApplicationMessage,
-    ) {
+    async fn on_broker_message_broadcast(&self, session: Option<&ClientInfo>, message: &Message) {
         tracing::debug!(
             target: EVENT_TARGET,
-            client_id = session.map(|s| s.client_id.as_str()),
+            client_id = session.map(|s| &*s.client_id),
             topic = %message.topic,
             "### 'on_broker_message_broadcast' EVENT FIRED ###"
         );
     }
 
-    async fn on_mqtt_packet_received(&self, session: Option<&Arc<SessionInfo>>, packet: &Packet) {
+    async fn on_mqtt_packet_received(&self, session: Option<&ClientInfo>, packet: &Packet) {
         let _ = session;
         tracing::debug!(target: EVENT_TARGET, packet = packet.name(), "### 'on_mqtt_packet_received' EVENT FIRED ###");
     }
 
-    async fn on_mqtt_packet_sent(&self, session: Option<&Arc<SessionInfo>>, packet: &Packet) {
+    async fn on_mqtt_packet_sent(&self, session: Option<&ClientInfo>, packet: &Packet) {
         let _ = session;
         tracing::debug!(target: EVENT_TARGET, packet = packet.name(), "### 'on_mqtt_packet_sent' EVENT FIRED ###");
     }
@@ -178,13 +165,13 @@ impl BrokerPlugin for PacketLoggerPlugin {
         }
     }
 
-    async fn on_mqtt_packet_received(&self, session: Option<&Arc<SessionInfo>>, packet: &Packet) {
-        let client_id = session.map_or("", |s| s.client_id.as_str());
+    async fn on_mqtt_packet_received(&self, session: Option<&ClientInfo>, packet: &Packet) {
+        let client_id = session.map_or("", |s| &*s.client_id);
         tracing::debug!(target: PACKET_TARGET, "{client_id} <-in-- {:?}", Redacted(packet));
     }
 
-    async fn on_mqtt_packet_sent(&self, session: Option<&Arc<SessionInfo>>, packet: &Packet) {
-        let client_id = session.map_or("", |s| s.client_id.as_str());
+    async fn on_mqtt_packet_sent(&self, session: Option<&ClientInfo>, packet: &Packet) {
+        let client_id = session.map_or("", |s| &*s.client_id);
         tracing::debug!(target: PACKET_TARGET, "{client_id} -out-> {:?}", Redacted(packet));
     }
 }

@@ -16,9 +16,14 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use mqtt_codec::ConnectReturnCode;
+
+use crate::events::{BrokerEvent, EventHook, LifecycleEvent};
+use crate::hooks::{AccessControl, BoxFuture};
+use crate::plugins::registry::Reloader;
 use crate::plugins::{
-    Action, BrokerEvent, BrokerPlugin, Hooks, PluginContext, PluginError, PluginRegistry,
-    PluginSpec, SessionInfo, Topic,
+    action_name, Action, BrokerPlugin, ClientInfo, ConnectRequest, Hooks, PluginContext,
+    PluginError, PluginEvent, PluginRegistry, PluginSpec,
 };
 
 /// Events a plugin may have waiting before new ones are dropped for it.
@@ -47,10 +52,13 @@ struct Slot {
     plugin: Arc<dyn BrokerPlugin>,
     hooks: Hooks,
     dropped: AtomicU64,
+    /// The spec it was built from (`None` for instances), and the config section now applied.
+    spec: Option<std::sync::Mutex<PluginSpec>>,
+    reloader: Option<Reloader>,
 }
 
 struct Envelope {
-    event: Arc<BrokerEvent>,
+    event: Arc<PluginEvent>,
     done: Option<oneshot::Sender<()>>,
 }
 
@@ -70,6 +78,12 @@ enum Entry {
 }
 
 impl<'r> PluginManagerBuilder<'r> {
+    /// The context plugins are built with: hand a clone to plugin instances that need to
+    /// publish or read the broker's state.
+    pub fn context(&self) -> &PluginContext {
+        &self.context
+    }
+
     /// Adds the plugin `spec` names (built from the registry, in order).
     pub fn spec(mut self, spec: PluginSpec) -> Self {
         self.entries.push(Entry::Spec(spec));
@@ -111,12 +125,12 @@ impl<'r> PluginManagerBuilder<'r> {
     pub fn build(self) -> Result<PluginManager, PluginError> {
         let mut slots = Vec::with_capacity(self.entries.len());
         for entry in self.entries {
-            let (name, plugin) = match entry {
+            let (name, plugin, spec, reloader) = match entry {
                 Entry::Spec(spec) => {
-                    let plugin = self.registry.build(&spec, &self.context)?;
-                    (spec.name, plugin)
+                    let built = self.registry.build_reloadable(&spec, &self.context)?;
+                    (spec.name.clone(), built.plugin, Some(spec), built.reloader)
                 }
-                Entry::Instance(name, plugin) => (name, plugin),
+                Entry::Instance(name, plugin) => (name, plugin, None, None),
             };
             let hooks = plugin.hooks();
             slots.push(Slot {
@@ -124,6 +138,8 @@ impl<'r> PluginManagerBuilder<'r> {
                 plugin,
                 hooks,
                 dropped: AtomicU64::new(0),
+                spec: spec.map(std::sync::Mutex::new),
+                reloader,
             });
         }
         let listening = slots
@@ -222,7 +238,7 @@ impl PluginManager {
 
     /// Queues `event` for every plugin listening to it, without waiting. When a plugin's queue
     /// is full the event is dropped for that plugin and counted. Never blocks.
-    pub fn emit(&self, event: BrokerEvent) {
+    pub fn emit(&self, event: PluginEvent) {
         let hook = event.hook();
         if !self.wants(hook) {
             return;
@@ -256,7 +272,7 @@ impl PluginManager {
 
     /// Builds and queues an event only if some plugin listens to `hook`.
     #[inline]
-    pub fn emit_with(&self, hook: Hooks, event: impl FnOnce() -> BrokerEvent) {
+    pub fn emit_with(&self, hook: Hooks, event: impl FnOnce() -> PluginEvent) {
         if self.wants(hook) {
             self.emit(event());
         }
@@ -267,7 +283,7 @@ impl PluginManager {
     /// events: pre/post start and shutdown. Starts the plugin tasks if needed.
     ///
     /// Cancel-safe: dropping the future only stops waiting.
-    pub async fn fire_and_wait(&self, event: BrokerEvent) {
+    pub async fn fire_and_wait(&self, event: PluginEvent) {
         self.start();
         let hook = event.hook();
         let Some(queues) = self.queues.get() else {
@@ -301,22 +317,18 @@ impl PluginManager {
         futures_util::future::join_all(deliveries).await;
     }
 
-    /// Whether `session` may connect. Every plugin declaring [`Hooks::AUTHENTICATE`] is asked
-    /// at once; `None` answers are ignored, any `Some(false)` (or a panic) denies, and at least
-    /// one `Some(true)` is needed. With no authentication plugin every client is refused, as
-    /// in aMQTT. The broker answers a refusal with CONNACK 0x05 (aMQTT never sends 0x04).
+    /// Whether the client of `request` may connect. Every plugin declaring
+    /// [`Hooks::AUTHENTICATE`] is asked at once; `None` answers are ignored, any `Some(false)`
+    /// (or a panic) denies, and at least one `Some(true)` is needed. With no authentication
+    /// plugin every client is refused, as in aMQTT.
     ///
     /// Cancel-safe.
-    pub async fn authenticate(&self, session: &SessionInfo) -> bool {
-        let asks = self
-            .auth
-            .iter()
-            .filter_map(|&i| self.slots.get(i))
-            .map(|slot| {
-                AssertUnwindSafe(slot.plugin.authenticate(session))
-                    .catch_unwind()
-                    .map(move |answer| (slot, answer))
-            });
+    pub async fn authenticate(&self, request: &ConnectRequest<'_>) -> bool {
+        let mut asks: Vec<BoxFuture<'_, _>> = Vec::with_capacity(self.auth.len());
+        for slot in self.auth.iter().filter_map(|&i| self.slots.get(i)) {
+            let ask = AssertUnwindSafe(slot.plugin.authenticate(request)).catch_unwind();
+            asks.push(Box::pin(async move { (slot, ask.await) }));
+        }
         let answers = futures_util::future::join_all(asks).await;
         let mut allowed = false;
         for (slot, answer) in answers {
@@ -324,7 +336,7 @@ impl PluginManager {
                 Ok(Some(true)) => allowed = true,
                 Ok(None) => {}
                 Ok(Some(false)) => {
-                    tracing::debug!(plugin = &*slot.name, client_id = %session.client_id, "authentication denied");
+                    tracing::debug!(plugin = &*slot.name, client_id = %request.client.client_id, "authentication denied");
                     return false;
                 }
                 Err(_) => {
@@ -339,6 +351,11 @@ impl PluginManager {
         allowed
     }
 
+    /// Whether topic checks are switched on (aMQTT's legacy `topic-check.enabled`).
+    pub fn topic_filtering_enabled(&self) -> bool {
+        self.topic_filtering_enabled
+    }
+
     /// Whether topic checks are on and some plugin filters topics; when `false`,
     /// [`PluginManager::topic_filtering`] always allows, so the broker may skip it.
     #[inline]
@@ -346,34 +363,27 @@ impl PluginManager {
         self.topic_filtering_enabled && !self.topic.is_empty()
     }
 
-    /// Whether `session` may `action` on `topic`. The plugins declaring
-    /// [`Hooks::TOPIC_FILTERING`] are asked in order: any `Some(false)` (or a panic) denies and
-    /// stops; `None` answers are ignored (as aMQTT documents; aMQTT 0.12's code counts them as
-    /// a deny), so a broker whose topic plugins all abstain allows. With checks off or no
-    /// topic plugin, everything is allowed without allocating.
-    ///
-    /// Cancel-safe.
-    pub async fn topic_filtering(
-        &self,
-        session: &SessionInfo,
-        topic: Topic<'_>,
-        action: Action,
-    ) -> bool {
+    /// Whether `session` may `action` on `topic` (a filter for [`Action::Subscribe`]). The
+    /// plugins declaring [`Hooks::TOPIC_FILTERING`] are asked in order: any `Some(false)` (or a
+    /// panic) denies and stops; `None` answers are ignored (as aMQTT documents; aMQTT 0.12's
+    /// code counts them as a deny), so a broker whose topic plugins all abstain allows. With
+    /// checks off or no topic plugin, everything is allowed. Allocates nothing itself.
+    pub fn topic_filtering(&self, session: &ClientInfo, topic: &str, action: Action) -> bool {
         if !self.filters_topics() {
             return true;
         }
         for slot in self.topic.iter().filter_map(|&i| self.slots.get(i)) {
-            let answer = AssertUnwindSafe(slot.plugin.topic_filtering(session, topic, action))
-                .catch_unwind()
-                .await;
+            let answer = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                slot.plugin.topic_filtering(session, topic, action)
+            }));
             match answer {
                 Ok(Some(true) | None) => {}
                 Ok(Some(false)) => {
                     tracing::debug!(
                         plugin = &*slot.name,
                         client_id = %session.client_id,
-                        %topic,
-                        %action,
+                        topic,
+                        action = action_name(action),
                         "topic access denied"
                     );
                     return false;
@@ -388,6 +398,57 @@ impl PluginManager {
             }
         }
         true
+    }
+
+    /// Applies new config sections to the running plugins (a reload, e.g. on SIGHUP), all or
+    /// nothing: `specs` must name the plugins built from specs, in the same order. Each
+    /// reloadable plugin first prepares its change (a password file is read and checked, an
+    /// ACL parsed); if any fails, nothing changes and the error is returned. A plugin that
+    /// cannot reload keeps its old config, with a warning when its section changed. Plugins
+    /// passed as instances are left alone.
+    pub fn reload(&self, specs: &[PluginSpec]) -> Result<(), PluginError> {
+        let slots: Vec<&Slot> = self.slots.iter().filter(|s| s.spec.is_some()).collect();
+        let same_plugins = slots.len() == specs.len()
+            && slots
+                .iter()
+                .zip(specs)
+                .all(|(slot, spec)| *slot.name == *spec.name);
+        if !same_plugins {
+            return Err(PluginError::init(
+                "plugins",
+                "plugins were added, removed or reordered: restart the broker to apply that",
+            ));
+        }
+        let mut prepared = Vec::new();
+        for (slot, spec) in slots.iter().zip(specs) {
+            let context = self.context.for_plugin(&slot.name);
+            let change = match &slot.reloader {
+                // Type-checks the new section even when the plugin cannot apply it.
+                Some(reloader) => reloader(spec.config.as_ref(), &context)?,
+                None => None,
+            };
+            match change {
+                Some(change) => prepared.push(change),
+                None => {
+                    let changed = slot
+                        .spec
+                        .as_ref()
+                        .and_then(|old| old.lock().ok().map(|old| old.config != spec.config))
+                        .unwrap_or(false);
+                    if changed {
+                        tracing::warn!(
+                            plugin = &*slot.name,
+                            "this plugin cannot reload: its new config applies after a restart"
+                        );
+                    }
+                }
+            }
+        }
+        for change in prepared {
+            change();
+        }
+        tracing::info!("plugins reloaded");
+        Ok(())
     }
 
     /// Events dropped so far because a plugin's queue was full, summed over plugins.
@@ -418,6 +479,60 @@ impl PluginManager {
                 Err(_) => tracing::warn!(plugin = &*slot.name, "plugin close timed out"),
             }
         }
+    }
+}
+
+impl AccessControl for PluginManager {
+    /// Refusals get CONNACK 0x05 (not authorized), as in aMQTT, which never sends 0x04.
+    fn authenticate<'a>(&'a self, request: ConnectRequest<'a>) -> BoxFuture<'a, ConnectReturnCode> {
+        Box::pin(async move {
+            if PluginManager::authenticate(self, &request).await {
+                ConnectReturnCode::Accepted
+            } else {
+                ConnectReturnCode::NotAuthorized
+            }
+        })
+    }
+
+    fn filters_topics(&self) -> bool {
+        PluginManager::filters_topics(self)
+    }
+
+    fn check_topic(&self, client: &ClientInfo, topic: &str, action: Action) -> bool {
+        self.topic_filtering(client, topic, action)
+    }
+}
+
+impl EventHook for PluginManager {
+    fn on_event(&self, event: &BrokerEvent<'_>) {
+        // The bit test first: nothing is copied for events no plugin listens to.
+        let Some(hook) = PluginEvent::hook_of(event) else {
+            return;
+        };
+        if !self.wants(hook) {
+            return;
+        }
+        if let Some(owned) = PluginEvent::from_broker(event) {
+            self.emit(owned);
+        }
+    }
+
+    fn on_lifecycle(&self, event: LifecycleEvent) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            match event {
+                LifecycleEvent::PreStart => self.fire_and_wait(PluginEvent::PreStart).await,
+                LifecycleEvent::PostStart => self.fire_and_wait(PluginEvent::PostStart).await,
+                LifecycleEvent::PreShutdown => self.fire_and_wait(PluginEvent::PreShutdown).await,
+                LifecycleEvent::PostShutdown => {
+                    self.fire_and_wait(PluginEvent::PostShutdown).await;
+                    self.shutdown().await;
+                }
+            }
+        })
+    }
+
+    fn wants_packets(&self) -> bool {
+        self.wants(Hooks::PACKET_RECEIVED)
     }
 }
 
@@ -482,9 +597,10 @@ mod tests {
     use std::sync::Mutex;
 
     use async_trait::async_trait;
-    use mqtt_codec::{Packet, TopicFilter, TopicName};
+    use mqtt_codec::packet::Packet;
 
     use super::*;
+    use crate::plugins::tests::client;
 
     /// Records the events it sees; optionally blocks until released.
     #[derive(Default)]
@@ -508,25 +624,28 @@ mod tests {
             }
             hooks
         }
-        async fn on_broker_client_connected(&self, session: &Arc<SessionInfo>) {
+        async fn on_broker_client_connected(&self, session: &ClientInfo) {
             if let Some(gate) = &self.gate {
                 let _permit = gate.acquire().await;
             }
-            if self.panic_on_connect && session.client_id == "boom" {
+            if self.panic_on_connect && &*session.client_id == "boom" {
                 panic!("plugin bug");
             }
-            self.seen.lock().unwrap().push(session.client_id.clone());
+            self.seen
+                .lock()
+                .unwrap()
+                .push(session.client_id.to_string());
         }
         async fn on_broker_post_shutdown(&self) {
             self.seen.lock().unwrap().push("post_shutdown".into());
         }
-        async fn authenticate(&self, _session: &SessionInfo) -> Option<bool> {
+        async fn authenticate(&self, _request: &ConnectRequest<'_>) -> Option<bool> {
             self.auth.flatten()
         }
-        async fn topic_filtering(
+        fn topic_filtering(
             &self,
-            _session: &SessionInfo,
-            _topic: Topic<'_>,
+            _session: &ClientInfo,
+            _topic: &str,
             _action: Action,
         ) -> Option<bool> {
             self.topic.flatten()
@@ -542,10 +661,19 @@ mod tests {
         b.build().unwrap()
     }
 
-    fn connected(id: &str) -> BrokerEvent {
-        BrokerEvent::ClientConnected {
-            session: Arc::new(SessionInfo::new(id)),
+    fn connected(id: &str) -> PluginEvent {
+        PluginEvent::ClientConnected {
+            session: client(id, None),
         }
+    }
+
+    async fn auth(m: &PluginManager) -> bool {
+        let info = client("c", None);
+        m.authenticate(&ConnectRequest {
+            client: &info,
+            password: None,
+        })
+        .await
     }
 
     fn recorder(auth: Option<Option<bool>>, topic: Option<Option<bool>>) -> Arc<dyn BrokerPlugin> {
@@ -564,7 +692,7 @@ mod tests {
         for i in 0..100 {
             m.emit(connected(&format!("c{i}")));
         }
-        m.fire_and_wait(BrokerEvent::PostShutdown).await;
+        m.fire_and_wait(PluginEvent::PostShutdown).await;
         let seen = rec.seen.lock().unwrap().clone();
         let mut expected: Vec<String> = (0..100).map(|i| format!("c{i}")).collect();
         expected.push("post_shutdown".into());
@@ -598,7 +726,7 @@ mod tests {
         assert!(emitted.is_ok(), "emit must never wait");
         // The stuck plugin holds one event and 4 queued; the rest were dropped for it only.
         assert!(m.dropped_events() >= 45, "dropped {}", m.dropped_events());
-        m.fire_and_wait(BrokerEvent::PostShutdown).await; // bounded by the 200 ms timeout
+        m.fire_and_wait(PluginEvent::PostShutdown).await; // bounded by the 200 ms timeout
         assert_eq!(healthy.seen.lock().unwrap().len(), 51);
         if let Some(gate) = &stuck.gate {
             gate.add_permits(1000);
@@ -614,8 +742,8 @@ mod tests {
             fn hooks(&self) -> Hooks {
                 Hooks::CLIENT_CONNECTED
             }
-            async fn on_broker_client_connected(&self, session: &Arc<SessionInfo>) {
-                self.0.lock().unwrap().push(session.client_id.clone());
+            async fn on_broker_client_connected(&self, session: &ClientInfo) {
+                self.0.lock().unwrap().push(session.client_id.to_string());
             }
         }
         let plugin = Arc::new(ConnectedOnly(Mutex::new(Vec::new())));
@@ -639,7 +767,7 @@ mod tests {
         m.emit(connected("a"));
         m.emit(connected("boom"));
         m.emit(connected("b"));
-        m.fire_and_wait(BrokerEvent::PostShutdown).await;
+        m.fire_and_wait(PluginEvent::PostShutdown).await;
         assert_eq!(*rec.seen.lock().unwrap(), ["a", "b", "post_shutdown"]);
         m.shutdown().await;
     }
@@ -661,7 +789,7 @@ mod tests {
         let mut built = false;
         m.emit_with(Hooks::PACKET_SENT, || {
             built = true;
-            BrokerEvent::PacketSent {
+            PluginEvent::PacketSent {
                 session: None,
                 packet: Packet::PingResp,
             }
@@ -671,56 +799,43 @@ mod tests {
 
     #[tokio::test]
     async fn authentication_combining_follows_amqtt() {
-        let s = SessionInfo::new("c");
         let t = || recorder(Some(Some(true)), None);
         let f = || recorder(Some(Some(false)), None);
         let n = || recorder(Some(None), None);
-        assert!(
-            !manager(vec![]).authenticate(&s).await,
-            "no auth plugin refuses"
-        );
-        assert!(
-            !manager(vec![n()]).authenticate(&s).await,
-            "only abstentions refuse"
-        );
-        assert!(manager(vec![t()]).authenticate(&s).await);
-        assert!(manager(vec![n(), t(), n()]).authenticate(&s).await);
-        assert!(!manager(vec![t(), f()]).authenticate(&s).await);
-        assert!(!manager(vec![f(), n()]).authenticate(&s).await);
+        assert!(!auth(&manager(vec![])).await, "no auth plugin refuses");
+        assert!(!auth(&manager(vec![n()])).await, "only abstentions refuse");
+        assert!(auth(&manager(vec![t()])).await);
+        assert!(auth(&manager(vec![n(), t(), n()])).await);
+        assert!(!auth(&manager(vec![t(), f()])).await);
+        assert!(!auth(&manager(vec![f(), n()])).await);
     }
 
-    #[tokio::test]
-    async fn topic_combining_denies_on_any_false_and_ignores_none() {
-        let s = SessionInfo::new("c");
-        let name = TopicName::new("a/b").unwrap();
-        let filter = TopicFilter::new("a/#").unwrap();
+    #[test]
+    fn topic_combining_denies_on_any_false_and_ignores_none() {
+        let s = client("c", None);
         let t = || recorder(None, Some(Some(true)));
         let f = || recorder(None, Some(Some(false)));
         let n = || recorder(None, Some(None));
         let check = |m: PluginManager| {
-            let (s, name, filter) = (s.clone(), name.clone(), filter.clone());
-            async move {
-                (
-                    m.topic_filtering(&s, Topic::Name(&name), Action::Publish)
-                        .await,
-                    m.topic_filtering(&s, Topic::Filter(&filter), Action::Subscribe)
-                        .await,
-                )
-            }
+            (
+                m.topic_filtering(&s, "a/b", Action::Publish),
+                m.topic_filtering(&s, "a/#", Action::Subscribe),
+                m.check_topic(&s, "a/b", Action::Receive),
+            )
         };
-        assert_eq!(check(manager(vec![])).await, (true, true));
-        assert_eq!(check(manager(vec![t(), n()])).await, (true, true));
-        assert_eq!(check(manager(vec![n()])).await, (true, true));
-        assert_eq!(check(manager(vec![t(), f()])).await, (false, false));
-        assert_eq!(check(manager(vec![f(), n()])).await, (false, false));
+        assert_eq!(check(manager(vec![])), (true, true, true));
+        assert_eq!(check(manager(vec![t(), n()])), (true, true, true));
+        assert_eq!(check(manager(vec![n()])), (true, true, true));
+        assert_eq!(check(manager(vec![t(), f()])), (false, false, false));
+        assert_eq!(check(manager(vec![f(), n()])), (false, false, false));
         let registry = PluginRegistry::empty();
         let disabled = PluginManager::builder(&registry, PluginContext::new())
             .plugin("deny", f())
             .topic_filtering(false)
             .build()
             .unwrap();
-        assert!(!disabled.filters_topics());
-        assert_eq!(check(disabled).await, (true, true));
+        assert!(!AccessControl::filters_topics(&disabled));
+        assert_eq!(check(disabled), (true, true, true));
     }
 
     #[tokio::test]
@@ -731,7 +846,16 @@ mod tests {
             .build()
             .unwrap();
         assert_eq!(m.plugin_names().count(), 4);
-        assert!(m.authenticate(&SessionInfo::new("anyone")).await);
+        // aMQTT's default set with logging off: no per-message or per-packet event is built.
+        assert!(!m.wants(
+            Hooks::MESSAGE_RECEIVED
+                | Hooks::MESSAGE_BROADCAST
+                | Hooks::RETAINED_MESSAGE
+                | Hooks::PACKET_RECEIVED
+                | Hooks::PACKET_SENT
+        ));
+        assert!(!EventHook::wants_packets(&m));
+        assert!(auth(&m).await);
         assert!(!m.filters_topics());
         let err = PluginManager::builder(&registry, PluginContext::new())
             .spec(PluginSpec::new("nope.Plugin"))

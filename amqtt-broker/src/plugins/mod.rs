@@ -4,27 +4,28 @@
 //!
 //! The broker talks to plugins only through [`PluginManager`]:
 //!
-//! * events go through [`PluginManager::wants`] (a bit test, so nothing is built or allocated
-//!   when no plugin listens) and [`PluginManager::emit`], which queues the event for each
-//!   listening plugin without waiting. Each plugin has its own bounded queue and task, so a slow
-//!   or panicking plugin is logged and loses its own events, and never stalls a connection;
-//! * lifecycle events ([`BrokerEvent::PreStart`] …) go through [`PluginManager::fire_and_wait`],
-//!   which waits until every plugin has handled them (and everything queued before them);
-//! * [`PluginManager::authenticate`] and [`PluginManager::topic_filtering`] ask the plugins
+//! * it is the broker's [`EventHook`](crate::EventHook): an event is copied only when some
+//!   plugin listens to it ([`PluginManager::wants`], a bit test), then queued for each
+//!   listening plugin without waiting ([`PluginManager::emit`]). Each plugin has its own bounded
+//!   queue and task, so a slow or panicking plugin is logged and loses its own events, and
+//!   never stalls a connection. Lifecycle events are awaited ([`PluginManager::fire_and_wait`]);
+//! * it is the broker's [`AccessControl`](crate::AccessControl):
+//!   [`PluginManager::authenticate`] and [`PluginManager::topic_filtering`] ask the plugins
 //!   that declared [`Hooks::AUTHENTICATE`] / [`Hooks::TOPIC_FILTERING`] and combine the
 //!   answers the way aMQTT does.
 //!
-//! Nothing in this module reads sockets or knows the broker's internals: the broker hands
-//! plugins a [`BrokerAccess`] (publish, retain, list sessions) and keeps a [`BrokerStats`]
-//! up to date.
+//! Plugins reach the running broker through their [`PluginContext`] ([`BrokerAccess`]: publish,
+//! retain, sessions, subscriptions) and read the counters the broker keeps in [`BrokerStats`].
 
 use std::fmt;
-use std::net::SocketAddr;
-use std::sync::Arc;
 
 use async_trait::async_trait;
-use bytes::Bytes;
-use mqtt_codec::{KeepAlive, LastWill, Packet, QoS, TopicFilter, TopicName};
+use mqtt_codec::packet::Packet;
+use mqtt_codec::session::Message;
+use mqtt_codec::{QoS, TopicFilter};
+
+use crate::events::BrokerEvent;
+pub use crate::hooks::{Action, ClientInfo, ConnectRequest};
 
 mod auth;
 mod context;
@@ -35,6 +36,7 @@ pub mod password_file;
 mod registry;
 mod sys;
 mod topic_checking;
+mod wiring;
 
 pub use auth::{AnonymousAuthConfig, AnonymousAuthPlugin, FileAuthConfig, FileAuthPlugin};
 pub use context::{BrokerAccess, PluginContext, SessionSummary};
@@ -43,8 +45,9 @@ pub use logging::{EventLoggerPlugin, PacketLoggerPlugin};
 pub use manager::{PluginManager, PluginManagerBuilder, DEFAULT_QUEUE_CAPACITY};
 pub use registry::{
     default_plugin_specs, legacy_plugin_specs, ConfiguredPlugin, EmptyConfig, LegacySections,
-    PluginFactory, PluginRegistry, PluginSpec,
+    PluginFactory, PluginRegistry, PluginSpec, Reconfiguration,
 };
+pub use sys::StatsSnapshot;
 pub use sys::{BrokerStats, BrokerSysConfig, BrokerSysPlugin, SYS_VERSION_TOPIC};
 pub use topic_checking::{
     AclConfig, AclTable, TopicAccessControlListPlugin, TopicTabooPlugin, ADMIN_USERNAME,
@@ -55,17 +58,17 @@ pub use topic_checking::{
 /// optional authentication and topic filtering.
 ///
 /// Event methods run on the plugin's own task, in the order the broker emitted the events; they
-/// never delay a connection. [`authenticate`](BrokerPlugin::authenticate) and
-/// [`topic_filtering`](BrokerPlugin::topic_filtering) are awaited by the connection that asks, so
-/// they should answer quickly (offload CPU-heavy work such as password hashing with
-/// [`tokio::task::spawn_blocking`]).
+/// never delay a connection. [`authenticate`](BrokerPlugin::authenticate) is awaited by the
+/// connecting client's task, so offload CPU-heavy work such as password hashing with
+/// [`tokio::task::spawn_blocking`]. [`topic_filtering`](BrokerPlugin::topic_filtering) is
+/// synchronous on purpose: it runs for every PUBLISH and for every delivery, where a boxed
+/// future would cost an allocation per message; a plugin that needs IO should cache.
 ///
 /// [`hooks`](BrokerPlugin::hooks) says which methods the broker should call. It defaults to
-/// everything; a plugin that declares less lets the broker skip building events nobody reads.
+/// everything; a plugin that declares less lets the broker skip copying events nobody reads.
 ///
 /// ```
-/// use std::sync::Arc;
-/// use amqtt_broker::plugins::{BrokerPlugin, Hooks, SessionInfo};
+/// use amqtt_broker::plugins::{BrokerPlugin, ClientInfo, Hooks};
 ///
 /// struct Hello;
 ///
@@ -74,7 +77,7 @@ pub use topic_checking::{
 ///     fn hooks(&self) -> Hooks {
 ///         Hooks::CLIENT_CONNECTED
 ///     }
-///     async fn on_broker_client_connected(&self, session: &Arc<SessionInfo>) {
+///     async fn on_broker_client_connected(&self, session: &ClientInfo) {
 ///         tracing::info!("hello {}", session.client_id);
 ///     }
 /// }
@@ -100,89 +103,71 @@ pub trait BrokerPlugin: Send + Sync + 'static {
     /// `broker_post_shutdown`: at the end of shutdown (awaited by the broker).
     async fn on_broker_post_shutdown(&self) {}
 
-    /// `broker_client_connected`: after an accepted CONNACK was sent.
-    async fn on_broker_client_connected(&self, session: &Arc<SessionInfo>) {
+    /// `broker_client_connected`: a CONNECT was accepted.
+    async fn on_broker_client_connected(&self, session: &ClientInfo) {
         let _ = session;
     }
 
-    /// `broker_client_disconnected`: after the connection ended and the session is marked
-    /// disconnected.
-    async fn on_broker_client_disconnected(&self, session: &Arc<SessionInfo>) {
+    /// `broker_client_disconnected`: an accepted client's connection ended.
+    async fn on_broker_client_disconnected(&self, session: &ClientInfo) {
         let _ = session;
     }
 
-    /// `broker_client_subscribed`: once per granted filter, after SUBACK; `qos` is the QoS the
-    /// client asked for (as in aMQTT).
+    /// `broker_client_subscribed`: once per granted filter; `qos` is the QoS the client asked
+    /// for (as in aMQTT).
     async fn on_broker_client_subscribed(
         &self,
-        session: &Arc<SessionInfo>,
+        session: &ClientInfo,
         topic: &TopicFilter,
         qos: QoS,
     ) {
         let _ = (session, topic, qos);
     }
 
-    /// `broker_client_unsubscribed`: once per filter of an UNSUBSCRIBE.
-    async fn on_broker_client_unsubscribed(&self, session: &Arc<SessionInfo>, topic: &TopicFilter) {
+    /// `broker_client_unsubscribed`: once per filter removed by an UNSUBSCRIBE.
+    async fn on_broker_client_unsubscribed(&self, session: &ClientInfo, topic: &TopicFilter) {
         let _ = (session, topic);
     }
 
     /// `broker_retained_message`: with `client_id` `None` a retained message was stored or (with
     /// an empty payload) cleared; with `Some(id)` a message was queued for offline session `id`.
-    async fn on_broker_retained_message(
-        &self,
-        client_id: Option<&str>,
-        message: &ApplicationMessage,
-    ) {
+    async fn on_broker_retained_message(&self, client_id: Option<&str>, message: &Message) {
         let _ = (client_id, message);
     }
 
-    /// `broker_message_received`: an inbound PUBLISH after its QoS flow completed, before the
-    /// topic checks.
-    async fn on_broker_message_received(
-        &self,
-        session: &Arc<SessionInfo>,
-        message: &ApplicationMessage,
-    ) {
+    /// `broker_message_received`: an inbound PUBLISH after its QoS flow completed.
+    async fn on_broker_message_received(&self, session: &ClientInfo, message: &Message) {
         let _ = (session, message);
     }
 
-    /// `broker_message_broadcast`: a message passed the publish checks and is about to be
-    /// delivered; `session` is `None` for messages published by the broker or a plugin.
-    async fn on_broker_message_broadcast(
-        &self,
-        session: Option<&Arc<SessionInfo>>,
-        message: &ApplicationMessage,
-    ) {
+    /// `broker_message_broadcast`: a message passed the publish checks and is being delivered;
+    /// `session` is `None` for messages published by the broker or a plugin.
+    async fn on_broker_message_broadcast(&self, session: Option<&ClientInfo>, message: &Message) {
         let _ = (session, message);
     }
 
-    /// `mqtt_packet_received`: every decoded packet; `session` is `None` for a CONNECT that has
-    /// not been accepted yet.
-    async fn on_mqtt_packet_received(&self, session: Option<&Arc<SessionInfo>>, packet: &Packet) {
+    /// `mqtt_packet_received`: a decoded packet; `session` is `None` for a CONNECT that has not
+    /// been accepted yet.
+    async fn on_mqtt_packet_received(&self, session: Option<&ClientInfo>, packet: &Packet) {
         let _ = (session, packet);
     }
 
-    /// `mqtt_packet_sent`: every packet sent; `session` is `None` on CONNACK refusals.
-    async fn on_mqtt_packet_sent(&self, session: Option<&Arc<SessionInfo>>, packet: &Packet) {
+    /// `mqtt_packet_sent`: a packet sent; `session` is `None` on CONNACK refusals.
+    async fn on_mqtt_packet_sent(&self, session: Option<&ClientInfo>, packet: &Packet) {
         let _ = (session, packet);
     }
 
     /// Whether this client may connect: `Some(true)` allows, `Some(false)` denies, `None`
     /// abstains. See [`PluginManager::authenticate`] for how answers are combined.
-    async fn authenticate(&self, session: &SessionInfo) -> Option<bool> {
-        let _ = session;
+    async fn authenticate(&self, request: &ConnectRequest<'_>) -> Option<bool> {
+        let _ = request;
         None
     }
 
-    /// Whether `session` may publish to, subscribe to or receive from `topic`: `Some(true)`
-    /// allows, `Some(false)` denies, `None` abstains. See [`PluginManager::topic_filtering`].
-    async fn topic_filtering(
-        &self,
-        session: &SessionInfo,
-        topic: Topic<'_>,
-        action: Action,
-    ) -> Option<bool> {
+    /// Whether `session` may publish to, subscribe to (`topic` is then a filter) or receive
+    /// from `topic`: `Some(true)` allows, `Some(false)` denies, `None` abstains. See
+    /// [`PluginManager::topic_filtering`].
+    fn topic_filtering(&self, session: &ClientInfo, topic: &str, action: Action) -> Option<bool> {
         let _ = (session, topic, action);
         None
     }
@@ -191,150 +176,19 @@ pub trait BrokerPlugin: Send + Sync + 'static {
     async fn close(&self) {}
 }
 
-/// What the broker knows about a connected client, shared with plugins.
-///
-/// Built once per connection by the broker and passed as `Arc<SessionInfo>`, so events carry
-/// it without copying.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SessionInfo {
-    /// The client identifier (assigned by the broker if the client sent an empty one).
-    pub client_id: String,
-    /// The user name from CONNECT.
-    pub username: Option<String>,
-    /// The password from CONNECT (binary data; never logged).
-    pub password: Option<Bytes>,
-    /// The peer's address, when the transport has one.
-    pub remote_addr: Option<SocketAddr>,
-    /// The name of the listener the client connected through (`default`, …).
-    pub listener: String,
-    /// The clean-session flag from CONNECT.
-    pub clean_session: bool,
-    /// The keep-alive from CONNECT.
-    pub keep_alive: KeepAlive,
-    /// The will from CONNECT.
-    pub will: Option<LastWill>,
-}
-
-impl SessionInfo {
-    /// A session for `client_id` with every other field empty (handy in tests and for
-    /// sessions created by plugins).
-    pub fn new(client_id: impl Into<String>) -> SessionInfo {
-        SessionInfo {
-            client_id: client_id.into(),
-            username: None,
-            password: None,
-            remote_addr: None,
-            listener: String::from("default"),
-            clean_session: true,
-            keep_alive: KeepAlive::default(),
-            will: None,
-        }
-    }
-
-    /// Sets the user name and password.
-    pub fn with_credentials(
-        mut self,
-        username: impl Into<String>,
-        password: Option<impl AsRef<[u8]>>,
-    ) -> SessionInfo {
-        self.username = Some(username.into());
-        self.password = password.map(|p| Bytes::copy_from_slice(p.as_ref()));
-        self
-    }
-
-    /// Sets the peer address.
-    pub fn with_remote_addr(mut self, addr: SocketAddr) -> SessionInfo {
-        self.remote_addr = Some(addr);
-        self
+/// aMQTT's name for an action (`publish`, `subscribe`, `receive`).
+pub fn action_name(action: Action) -> &'static str {
+    match action {
+        Action::Publish => "publish",
+        Action::Subscribe => "subscribe",
+        Action::Receive => "receive",
     }
 }
 
-impl fmt::Debug for SessionInfo {
-    // The password stays out of logs.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SessionInfo")
-            .field("client_id", &self.client_id)
-            .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
-            .field("remote_addr", &self.remote_addr)
-            .field("listener", &self.listener)
-            .field("clean_session", &self.clean_session)
-            .field("keep_alive", &self.keep_alive)
-            .field("will", &self.will.as_ref().map(|w| &w.topic))
-            .finish()
-    }
-}
-
-/// An application message as plugins see it (aMQTT's `ApplicationMessage`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ApplicationMessage {
-    /// The topic.
-    pub topic: TopicName,
-    /// The payload (shared, not copied).
-    pub payload: Bytes,
-    /// The QoS it was published with.
-    pub qos: QoS,
-    /// The RETAIN flag.
-    pub retain: bool,
-}
-
-/// The three things a topic plugin is asked about (aMQTT's `Action`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Action {
-    /// A client publishes to a topic; a denied PUBLISH is acknowledged and dropped.
-    Publish,
-    /// A client subscribes to a filter; a denied filter gets 0x80 in SUBACK.
-    Subscribe,
-    /// A message is about to be delivered to a subscriber; a denied one is not sent to it.
-    Receive,
-}
-
-impl Action {
-    /// aMQTT's value: `publish`, `subscribe` or `receive`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Publish => "publish",
-            Action::Subscribe => "subscribe",
-            Action::Receive => "receive",
-        }
-    }
-}
-
-impl fmt::Display for Action {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The topic a topic plugin is asked about: a topic name (publish, receive) or a filter
-/// (subscribe).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Topic<'a> {
-    /// A topic name, for [`Action::Publish`] and [`Action::Receive`].
-    Name(&'a TopicName),
-    /// A topic filter, for [`Action::Subscribe`].
-    Filter(&'a TopicFilter),
-}
-
-impl Topic<'_> {
-    /// The topic or filter as a string.
-    pub fn as_str(&self) -> &str {
-        match self {
-            Topic::Name(name) => name.as_str(),
-            Topic::Filter(filter) => filter.as_str(),
-        }
-    }
-}
-
-impl fmt::Display for Topic<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// One broker event, as queued to plugins (aMQTT's `BrokerEvents` and `MQTTEvents`).
+/// One broker event as queued to plugins: an owned copy of the broker's
+/// [`BrokerEvent`] (aMQTT's `BrokerEvents` and `MQTTEvents`).
 #[derive(Clone, Debug)]
-pub enum BrokerEvent {
+pub enum PluginEvent {
     /// `broker_pre_start`.
     PreStart,
     /// `broker_post_start`.
@@ -345,18 +199,18 @@ pub enum BrokerEvent {
     PostShutdown,
     /// `broker_client_connected`.
     ClientConnected {
-        /// The client's session.
-        session: Arc<SessionInfo>,
+        /// The client.
+        session: ClientInfo,
     },
     /// `broker_client_disconnected`.
     ClientDisconnected {
-        /// The client's session.
-        session: Arc<SessionInfo>,
+        /// The client.
+        session: ClientInfo,
     },
     /// `broker_client_subscribed`.
     ClientSubscribed {
         /// The subscriber.
-        session: Arc<SessionInfo>,
+        session: ClientInfo,
         /// The granted filter.
         topic: TopicFilter,
         /// The requested QoS.
@@ -365,7 +219,7 @@ pub enum BrokerEvent {
     /// `broker_client_unsubscribed`.
     ClientUnsubscribed {
         /// The client.
-        session: Arc<SessionInfo>,
+        session: ClientInfo,
         /// The filter removed.
         topic: TopicFilter,
     },
@@ -374,91 +228,161 @@ pub enum BrokerEvent {
         /// `None` for the retained store, `Some` for an offline session's queue.
         client_id: Option<String>,
         /// The message (an empty payload clears a retained topic).
-        message: ApplicationMessage,
+        message: Message,
     },
     /// `broker_message_received`.
     MessageReceived {
         /// The publisher.
-        session: Arc<SessionInfo>,
+        session: ClientInfo,
         /// The message.
-        message: ApplicationMessage,
+        message: Message,
     },
     /// `broker_message_broadcast`.
     MessageBroadcast {
         /// The publisher; `None` for broker and plugin messages.
-        session: Option<Arc<SessionInfo>>,
+        session: Option<ClientInfo>,
         /// The message.
-        message: ApplicationMessage,
+        message: Message,
     },
     /// `mqtt_packet_received`.
     PacketReceived {
         /// The client, once its CONNECT was accepted.
-        session: Option<Arc<SessionInfo>>,
+        session: Option<ClientInfo>,
         /// The packet.
         packet: Packet,
     },
     /// `mqtt_packet_sent`.
     PacketSent {
         /// The client, once its CONNECT was accepted.
-        session: Option<Arc<SessionInfo>>,
+        session: Option<ClientInfo>,
         /// The packet.
         packet: Packet,
     },
 }
 
-impl BrokerEvent {
-    /// The hook bit of this event.
-    pub fn hook(&self) -> Hooks {
-        match self {
-            BrokerEvent::PreStart => Hooks::PRE_START,
-            BrokerEvent::PostStart => Hooks::POST_START,
-            BrokerEvent::PreShutdown => Hooks::PRE_SHUTDOWN,
-            BrokerEvent::PostShutdown => Hooks::POST_SHUTDOWN,
+impl PluginEvent {
+    /// The hook bit of the broker's `event`, without copying anything; `None` for events
+    /// plugins do not see.
+    pub fn hook_of(event: &BrokerEvent<'_>) -> Option<Hooks> {
+        Some(match event {
             BrokerEvent::ClientConnected { .. } => Hooks::CLIENT_CONNECTED,
             BrokerEvent::ClientDisconnected { .. } => Hooks::CLIENT_DISCONNECTED,
             BrokerEvent::ClientSubscribed { .. } => Hooks::CLIENT_SUBSCRIBED,
             BrokerEvent::ClientUnsubscribed { .. } => Hooks::CLIENT_UNSUBSCRIBED,
-            BrokerEvent::RetainedMessage { .. } => Hooks::RETAINED_MESSAGE,
             BrokerEvent::MessageReceived { .. } => Hooks::MESSAGE_RECEIVED,
             BrokerEvent::MessageBroadcast { .. } => Hooks::MESSAGE_BROADCAST,
+            BrokerEvent::RetainedStored { .. }
+            | BrokerEvent::RetainedCleared { .. }
+            | BrokerEvent::OfflineQueued { .. } => Hooks::RETAINED_MESSAGE,
             BrokerEvent::PacketReceived { .. } => Hooks::PACKET_RECEIVED,
-            BrokerEvent::PacketSent { .. } => Hooks::PACKET_SENT,
+            #[allow(unreachable_patterns)] // the broker's event enum may grow
+            _ => return None,
+        })
+    }
+
+    /// An owned copy of the broker's `event` (client infos share their strings).
+    pub fn from_broker(event: &BrokerEvent<'_>) -> Option<PluginEvent> {
+        Some(match event {
+            BrokerEvent::ClientConnected { client, .. } => PluginEvent::ClientConnected {
+                session: (*client).clone(),
+            },
+            BrokerEvent::ClientDisconnected { client, .. } => PluginEvent::ClientDisconnected {
+                session: (*client).clone(),
+            },
+            BrokerEvent::ClientSubscribed {
+                client,
+                filter,
+                qos,
+            } => PluginEvent::ClientSubscribed {
+                session: (*client).clone(),
+                topic: (*filter).clone(),
+                qos: *qos,
+            },
+            BrokerEvent::ClientUnsubscribed { client, filter } => PluginEvent::ClientUnsubscribed {
+                session: (*client).clone(),
+                topic: (*filter).clone(),
+            },
+            BrokerEvent::MessageReceived { client, message } => PluginEvent::MessageReceived {
+                session: (*client).clone(),
+                message: (*message).clone(),
+            },
+            BrokerEvent::MessageBroadcast { client, message } => PluginEvent::MessageBroadcast {
+                session: client.cloned(),
+                message: (*message).clone(),
+            },
+            BrokerEvent::RetainedStored { message } => PluginEvent::RetainedMessage {
+                client_id: None,
+                message: (*message).clone(),
+            },
+            BrokerEvent::RetainedCleared { topic } => PluginEvent::RetainedMessage {
+                client_id: None,
+                message: Message::new((*topic).clone(), bytes::Bytes::new(), QoS::AtMostOnce, true),
+            },
+            BrokerEvent::OfflineQueued { client_id, message } => PluginEvent::RetainedMessage {
+                client_id: Some((*client_id).to_owned()),
+                message: (*message).clone(),
+            },
+            BrokerEvent::PacketReceived { client, packet } => PluginEvent::PacketReceived {
+                session: client.cloned(),
+                packet: (*packet).clone(),
+            },
+            #[allow(unreachable_patterns)] // the broker's event enum may grow
+            _ => return None,
+        })
+    }
+
+    /// The hook bit of this event.
+    pub fn hook(&self) -> Hooks {
+        match self {
+            PluginEvent::PreStart => Hooks::PRE_START,
+            PluginEvent::PostStart => Hooks::POST_START,
+            PluginEvent::PreShutdown => Hooks::PRE_SHUTDOWN,
+            PluginEvent::PostShutdown => Hooks::POST_SHUTDOWN,
+            PluginEvent::ClientConnected { .. } => Hooks::CLIENT_CONNECTED,
+            PluginEvent::ClientDisconnected { .. } => Hooks::CLIENT_DISCONNECTED,
+            PluginEvent::ClientSubscribed { .. } => Hooks::CLIENT_SUBSCRIBED,
+            PluginEvent::ClientUnsubscribed { .. } => Hooks::CLIENT_UNSUBSCRIBED,
+            PluginEvent::RetainedMessage { .. } => Hooks::RETAINED_MESSAGE,
+            PluginEvent::MessageReceived { .. } => Hooks::MESSAGE_RECEIVED,
+            PluginEvent::MessageBroadcast { .. } => Hooks::MESSAGE_BROADCAST,
+            PluginEvent::PacketReceived { .. } => Hooks::PACKET_RECEIVED,
+            PluginEvent::PacketSent { .. } => Hooks::PACKET_SENT,
         }
     }
 
     /// aMQTT's event name (`broker_client_connected`, `mqtt_packet_sent`, …).
     pub fn name(&self) -> &'static str {
         match self {
-            BrokerEvent::PreStart => "broker_pre_start",
-            BrokerEvent::PostStart => "broker_post_start",
-            BrokerEvent::PreShutdown => "broker_pre_shutdown",
-            BrokerEvent::PostShutdown => "broker_post_shutdown",
-            BrokerEvent::ClientConnected { .. } => "broker_client_connected",
-            BrokerEvent::ClientDisconnected { .. } => "broker_client_disconnected",
-            BrokerEvent::ClientSubscribed { .. } => "broker_client_subscribed",
-            BrokerEvent::ClientUnsubscribed { .. } => "broker_client_unsubscribed",
-            BrokerEvent::RetainedMessage { .. } => "broker_retained_message",
-            BrokerEvent::MessageReceived { .. } => "broker_message_received",
-            BrokerEvent::MessageBroadcast { .. } => "broker_message_broadcast",
-            BrokerEvent::PacketReceived { .. } => "mqtt_packet_received",
-            BrokerEvent::PacketSent { .. } => "mqtt_packet_sent",
+            PluginEvent::PreStart => "broker_pre_start",
+            PluginEvent::PostStart => "broker_post_start",
+            PluginEvent::PreShutdown => "broker_pre_shutdown",
+            PluginEvent::PostShutdown => "broker_post_shutdown",
+            PluginEvent::ClientConnected { .. } => "broker_client_connected",
+            PluginEvent::ClientDisconnected { .. } => "broker_client_disconnected",
+            PluginEvent::ClientSubscribed { .. } => "broker_client_subscribed",
+            PluginEvent::ClientUnsubscribed { .. } => "broker_client_unsubscribed",
+            PluginEvent::RetainedMessage { .. } => "broker_retained_message",
+            PluginEvent::MessageReceived { .. } => "broker_message_received",
+            PluginEvent::MessageBroadcast { .. } => "broker_message_broadcast",
+            PluginEvent::PacketReceived { .. } => "mqtt_packet_received",
+            PluginEvent::PacketSent { .. } => "mqtt_packet_sent",
         }
     }
 
     /// Calls the plugin method for this event.
     pub async fn dispatch(&self, plugin: &dyn BrokerPlugin) {
         match self {
-            BrokerEvent::PreStart => plugin.on_broker_pre_start().await,
-            BrokerEvent::PostStart => plugin.on_broker_post_start().await,
-            BrokerEvent::PreShutdown => plugin.on_broker_pre_shutdown().await,
-            BrokerEvent::PostShutdown => plugin.on_broker_post_shutdown().await,
-            BrokerEvent::ClientConnected { session } => {
+            PluginEvent::PreStart => plugin.on_broker_pre_start().await,
+            PluginEvent::PostStart => plugin.on_broker_post_start().await,
+            PluginEvent::PreShutdown => plugin.on_broker_pre_shutdown().await,
+            PluginEvent::PostShutdown => plugin.on_broker_post_shutdown().await,
+            PluginEvent::ClientConnected { session } => {
                 plugin.on_broker_client_connected(session).await
             }
-            BrokerEvent::ClientDisconnected { session } => {
+            PluginEvent::ClientDisconnected { session } => {
                 plugin.on_broker_client_disconnected(session).await
             }
-            BrokerEvent::ClientSubscribed {
+            PluginEvent::ClientSubscribed {
                 session,
                 topic,
                 qos,
@@ -467,28 +391,28 @@ impl BrokerEvent {
                     .on_broker_client_subscribed(session, topic, *qos)
                     .await
             }
-            BrokerEvent::ClientUnsubscribed { session, topic } => {
+            PluginEvent::ClientUnsubscribed { session, topic } => {
                 plugin.on_broker_client_unsubscribed(session, topic).await
             }
-            BrokerEvent::RetainedMessage { client_id, message } => {
+            PluginEvent::RetainedMessage { client_id, message } => {
                 plugin
                     .on_broker_retained_message(client_id.as_deref(), message)
                     .await
             }
-            BrokerEvent::MessageReceived { session, message } => {
+            PluginEvent::MessageReceived { session, message } => {
                 plugin.on_broker_message_received(session, message).await
             }
-            BrokerEvent::MessageBroadcast { session, message } => {
+            PluginEvent::MessageBroadcast { session, message } => {
                 plugin
                     .on_broker_message_broadcast(session.as_ref(), message)
                     .await
             }
-            BrokerEvent::PacketReceived { session, packet } => {
+            PluginEvent::PacketReceived { session, packet } => {
                 plugin
                     .on_mqtt_packet_received(session.as_ref(), packet)
                     .await
             }
-            BrokerEvent::PacketSent { session, packet } => {
+            PluginEvent::PacketSent { session, packet } => {
                 plugin.on_mqtt_packet_sent(session.as_ref(), packet).await
             }
         }
@@ -589,80 +513,84 @@ impl fmt::Debug for Hooks {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
+    use std::sync::Arc;
+
+    use mqtt_codec::TopicName;
+
     use super::*;
 
-    #[test]
-    fn every_event_hook_is_in_all_events_and_decisions_are_not() {
-        let session = Arc::new(SessionInfo::new("c"));
-        let message = ApplicationMessage {
-            topic: TopicName::new("a").unwrap(),
-            payload: Bytes::new(),
-            qos: QoS::AtMostOnce,
-            retain: false,
-        };
-        let events = [
-            BrokerEvent::PreStart,
-            BrokerEvent::PostStart,
-            BrokerEvent::PreShutdown,
-            BrokerEvent::PostShutdown,
-            BrokerEvent::ClientConnected {
-                session: session.clone(),
-            },
-            BrokerEvent::ClientDisconnected {
-                session: session.clone(),
-            },
-            BrokerEvent::ClientSubscribed {
-                session: session.clone(),
-                topic: TopicFilter::new("a/#").unwrap(),
-                qos: QoS::AtLeastOnce,
-            },
-            BrokerEvent::ClientUnsubscribed {
-                session: session.clone(),
-                topic: TopicFilter::new("a/#").unwrap(),
-            },
-            BrokerEvent::RetainedMessage {
-                client_id: None,
-                message: message.clone(),
-            },
-            BrokerEvent::MessageReceived {
-                session: session.clone(),
-                message: message.clone(),
-            },
-            BrokerEvent::MessageBroadcast {
-                session: None,
-                message,
-            },
-            BrokerEvent::PacketReceived {
-                session: None,
-                packet: Packet::PingReq,
-            },
-            BrokerEvent::PacketSent {
-                session: Some(session),
-                packet: Packet::PingResp,
-            },
-        ];
-        let mut seen = Hooks::NONE;
-        for event in &events {
-            assert!(Hooks::ALL_EVENTS.contains(event.hook()), "{}", event.name());
-            assert!(
-                !seen.intersects(event.hook()),
-                "duplicate bit for {}",
-                event.name()
-            );
-            seen |= event.hook();
+    /// A client info for tests.
+    pub(crate) fn client(id: &str, username: Option<&str>) -> ClientInfo {
+        ClientInfo {
+            client_id: Arc::from(id),
+            username: username.map(Arc::from),
+            remote_addr: None,
+            listener: Arc::from("default"),
+            clean_session: true,
+            keep_alive: 0,
         }
-        assert_eq!(seen, Hooks::ALL_EVENTS);
-        assert!(!Hooks::ALL_EVENTS.intersects(Hooks::AUTHENTICATE | Hooks::TOPIC_FILTERING));
-        assert!(Hooks::ALL.contains(Hooks::AUTHENTICATE | Hooks::TOPIC_FILTERING));
-        assert!(!Hooks::ALL.contains(Hooks::USERNAME_ONLY_AUTH));
     }
 
     #[test]
-    fn session_debug_does_not_show_the_password() {
-        let session = SessionInfo::new("c").with_credentials("alice", Some("s3cret"));
-        let text = format!("{session:?}");
-        assert!(text.contains("alice"));
-        assert!(!text.contains("s3cret"));
+    fn every_broker_event_maps_to_one_hook_and_back() {
+        let c = client("c", None);
+        let topic = TopicName::new("a").unwrap();
+        let message = Message::new(topic.clone(), "x", QoS::AtLeastOnce, false);
+        let filter = TopicFilter::new("a/#").unwrap();
+        let packet = Packet::PingReq;
+        let events = [
+            BrokerEvent::ClientConnected {
+                client: &c,
+                session_present: false,
+            },
+            BrokerEvent::ClientDisconnected {
+                client: &c,
+                graceful: true,
+            },
+            BrokerEvent::ClientSubscribed {
+                client: &c,
+                filter: &filter,
+                qos: QoS::AtLeastOnce,
+            },
+            BrokerEvent::ClientUnsubscribed {
+                client: &c,
+                filter: &filter,
+            },
+            BrokerEvent::MessageReceived {
+                client: &c,
+                message: &message,
+            },
+            BrokerEvent::MessageBroadcast {
+                client: None,
+                message: &message,
+            },
+            BrokerEvent::RetainedStored { message: &message },
+            BrokerEvent::RetainedCleared { topic: &topic },
+            BrokerEvent::OfflineQueued {
+                client_id: "off",
+                message: &message,
+            },
+            BrokerEvent::PacketReceived {
+                client: Some(&c),
+                packet: &packet,
+            },
+        ];
+        for event in &events {
+            let hook = PluginEvent::hook_of(event).unwrap();
+            let owned = PluginEvent::from_broker(event).unwrap();
+            assert_eq!(owned.hook(), hook, "{}", owned.name());
+            assert!(Hooks::ALL_EVENTS.contains(hook));
+        }
+        let Some(PluginEvent::RetainedMessage { client_id, message }) =
+            PluginEvent::from_broker(&events[7])
+        else {
+            panic!("cleared retained maps to a retained message")
+        };
+        assert_eq!(client_id, None);
+        assert!(message.payload.is_empty());
+        assert!(!Hooks::ALL_EVENTS.intersects(Hooks::AUTHENTICATE | Hooks::TOPIC_FILTERING));
+        assert!(Hooks::ALL.contains(Hooks::AUTHENTICATE | Hooks::TOPIC_FILTERING));
+        assert!(!Hooks::ALL.contains(Hooks::USERNAME_ONLY_AUTH));
     }
 }

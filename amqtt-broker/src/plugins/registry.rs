@@ -24,6 +24,36 @@ pub trait ConfiguredPlugin: BrokerPlugin + Sized {
 
     /// Builds the plugin. Errors should name what is wrong ([`PluginError::init`]).
     fn build(config: Self::Config, context: &PluginContext) -> Result<Self, PluginError>;
+
+    /// Prepares applying a new config section to the running plugin (a reload, e.g. on
+    /// SIGHUP): check everything and return the change to make, or an error that leaves the
+    /// plugin as it is. [`PluginManager::reload`](crate::plugins::PluginManager::reload)
+    /// applies the changes only when every plugin prepared its own. The default, `Ok(None)`,
+    /// means the plugin cannot reload; a changed section then needs a restart.
+    fn reconfigure(
+        &self,
+        config: Self::Config,
+        context: &PluginContext,
+    ) -> Result<Option<Reconfiguration>, PluginError> {
+        let _ = (config, context);
+        Ok(None)
+    }
+}
+
+/// A prepared reload of one plugin, applied by calling it.
+pub type Reconfiguration = Box<dyn FnOnce() + Send>;
+
+/// Prepares a reload from a raw config section (see [`ConfiguredPlugin::reconfigure`]).
+pub(crate) type Reloader = Box<
+    dyn Fn(Option<&Value>, &PluginContext) -> Result<Option<Reconfiguration>, PluginError>
+        + Send
+        + Sync,
+>;
+
+/// A built plugin with its reloader, if its type can reload.
+pub(crate) struct Built {
+    pub(crate) plugin: Arc<dyn BrokerPlugin>,
+    pub(crate) reloader: Option<Reloader>,
 }
 
 /// A config section that takes no key.
@@ -120,8 +150,11 @@ fn push_mapping(map: &Mapping, out: &mut Vec<PluginSpec>) -> Result<(), PluginEr
 /// the broker.
 #[derive(Clone)]
 pub struct PluginRegistry {
-    factories: BTreeMap<String, PluginFactory>,
+    factories: BTreeMap<String, Registration>,
 }
+
+type Registration =
+    Arc<dyn Fn(Option<&Value>, &PluginContext) -> Result<Built, PluginError> + Send + Sync>;
 
 /// The packaged plugins: (dotted name, entry-point name).
 const PACKAGED: [(&str, &str); 7] = [
@@ -153,26 +186,27 @@ impl PluginRegistry {
     /// A registry with every packaged plugin.
     pub fn new() -> PluginRegistry {
         let mut r = PluginRegistry::empty();
+        // Each under its dotted path, its entry-point name and its bare class name.
         let [events, packets, anonymous, file, taboo, acl, sys] = PACKAGED;
-        for name in [events.0, events.1] {
+        for name in names(events) {
             r.register::<EventLoggerPlugin>(name);
         }
-        for name in [packets.0, packets.1] {
+        for name in names(packets) {
             r.register::<PacketLoggerPlugin>(name);
         }
-        for name in [anonymous.0, anonymous.1] {
+        for name in names(anonymous) {
             r.register::<AnonymousAuthPlugin>(name);
         }
-        for name in [file.0, file.1] {
+        for name in names(file) {
             r.register::<FileAuthPlugin>(name);
         }
-        for name in [taboo.0, taboo.1] {
+        for name in names(taboo) {
             r.register::<TopicTabooPlugin>(name);
         }
-        for name in [acl.0, acl.1] {
+        for name in names(acl) {
             r.register::<TopicAccessControlListPlugin>(name);
         }
-        for name in [sys.0, sys.1] {
+        for name in names(sys) {
             r.register::<BrokerSysPlugin>(name);
         }
         // aMQTT 0.12 keeps this name as a stub that only warns; accept it the same way.
@@ -198,11 +232,21 @@ impl PluginRegistry {
 
     /// Registers `P` under `name` (replacing any plugin registered under it).
     pub fn register<P: ConfiguredPlugin>(&mut self, name: impl Into<String>) -> &mut Self {
-        let factory: PluginFactory = Arc::new(|config, context| {
+        let registration: Registration = Arc::new(|config, context| {
             let typed = parse_config::<P::Config>(context.plugin_name(), config)?;
-            Ok(Arc::new(P::build(typed, context)?) as Arc<dyn BrokerPlugin>)
+            let plugin = Arc::new(P::build(typed, context)?);
+            let target = plugin.clone();
+            let reloader: Reloader = Box::new(move |config, context| {
+                let typed = parse_config::<P::Config>(context.plugin_name(), config)?;
+                target.reconfigure(typed, context)
+            });
+            Ok(Built {
+                plugin,
+                reloader: Some(reloader),
+            })
         });
-        self.register_factory(name, factory)
+        self.factories.insert(name.into(), registration);
+        self
     }
 
     /// Registers a constructor under `name` (replacing any plugin registered under it).
@@ -211,7 +255,13 @@ impl PluginRegistry {
         name: impl Into<String>,
         factory: PluginFactory,
     ) -> &mut Self {
-        self.factories.insert(name.into(), factory);
+        let registration: Registration = Arc::new(move |config, context| {
+            Ok(Built {
+                plugin: factory(config, context)?,
+                reloader: None,
+            })
+        });
+        self.factories.insert(name.into(), registration);
         self
     }
 
@@ -231,6 +281,15 @@ impl PluginRegistry {
         spec: &PluginSpec,
         context: &PluginContext,
     ) -> Result<Arc<dyn BrokerPlugin>, PluginError> {
+        Ok(self.build_reloadable(spec, context)?.plugin)
+    }
+
+    /// Builds the plugin `spec` names, with its reloader when its type can reload.
+    pub(crate) fn build_reloadable(
+        &self,
+        spec: &PluginSpec,
+        context: &PluginContext,
+    ) -> Result<Built, PluginError> {
         let Some(factory) = self.factories.get(&spec.name) else {
             let mut known = self.names().collect::<Vec<_>>().join(", ");
             if spec.name.starts_with("amqtt.contrib.") {
@@ -243,6 +302,12 @@ impl PluginRegistry {
         };
         factory(spec.config.as_ref(), &context.for_plugin(&spec.name))
     }
+}
+
+/// The dotted path, the entry-point name and the bare class name of a packaged plugin.
+fn names((dotted, entry_point): (&'static str, &'static str)) -> [&'static str; 3] {
+    let class = dotted.rsplit('.').next().unwrap_or(dotted);
+    [dotted, entry_point, class]
 }
 
 impl Default for PluginRegistry {
@@ -370,7 +435,7 @@ pub fn legacy_plugin_specs(
                         topic,
                         &[
                             ("acl", "acl"),
-                            ("subscribe-acl", "subscribe-acl"),
+                            ("subscribe-acl", "subscribe_acl"),
                             ("publish-acl", "publish_acl"),
                             ("receive-acl", "receive_acl"),
                         ],
@@ -479,6 +544,7 @@ mod tests {
         for (dotted, entry_point) in PACKAGED {
             assert!(r.contains(dotted), "{dotted}");
             assert!(r.contains(entry_point), "{entry_point}");
+            assert!(r.contains(names((dotted, entry_point))[2]));
             r.build(&PluginSpec::new(dotted), &PluginContext::new())
                 .unwrap_or_else(|e| panic!("{dotted}: {e}"));
         }

@@ -78,19 +78,31 @@ impl BrokerStats {
         }
     }
 
-    /// Call for every packet decoded from a client, with its encoded size.
-    pub fn packet_received(&self, bytes: usize, is_publish: bool) {
+    /// Call with the number of bytes read from a client.
+    #[inline]
+    pub fn bytes_received(&self, bytes: usize) {
         self.bytes_received
             .fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// Call with the number of bytes written to a client.
+    #[inline]
+    pub fn bytes_sent(&self, bytes: usize) {
+        self.bytes_sent.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// Call for a packet received from a client.
+    #[inline]
+    pub fn packet_received(&self, is_publish: bool) {
         self.packets_received.fetch_add(1, Ordering::Relaxed);
         if is_publish {
             self.publish_received.fetch_add(1, Ordering::Relaxed);
         }
     }
 
-    /// Call for every packet written to a client, with its encoded size.
-    pub fn packet_sent(&self, bytes: usize, is_publish: bool) {
-        self.bytes_sent.fetch_add(bytes as u64, Ordering::Relaxed);
+    /// Call for a packet sent to a client.
+    #[inline]
+    pub fn packet_sent(&self, is_publish: bool) {
         self.packets_sent.fetch_add(1, Ordering::Relaxed);
         if is_publish {
             self.publish_sent.fetch_add(1, Ordering::Relaxed);
@@ -229,7 +241,7 @@ impl BrokerPlugin for BrokerSysPlugin {
         }
         if let Ok(topic) = TopicName::new(SYS_VERSION_TOPIC) {
             let version = format!("amqtt-rs version {}", env!("CARGO_PKG_VERSION"));
-            self.context.retain(topic, version, QoS::AtMostOnce).await;
+            self.context.retain(topic, version, QoS::AtMostOnce);
         }
         if self.interval.is_zero() {
             return;
@@ -250,7 +262,7 @@ impl BrokerPlugin for BrokerSysPlugin {
                     let Ok(topic) = TopicName::new(topic) else {
                         continue;
                     };
-                    if !context.publish(topic, value, QoS::AtMostOnce, true).await {
+                    if !context.publish(topic, value, QoS::AtMostOnce, true) {
                         return;
                     }
                 }
@@ -453,9 +465,12 @@ mod tests {
     #[test]
     fn counters_track_packets_and_clients_and_maximum() {
         let stats = BrokerStats::new();
-        stats.packet_received(10, true);
-        stats.packet_received(2, false);
-        stats.packet_sent(4, false);
+        stats.bytes_received(10);
+        stats.packet_received(true);
+        stats.bytes_received(2);
+        stats.packet_received(false);
+        stats.bytes_sent(4);
+        stats.packet_sent(false);
         stats.client_connected();
         stats.client_connected();
         stats.client_disconnected();
@@ -485,7 +500,8 @@ mod tests {
     #[test]
     fn sample_has_every_amqtt_topic_with_numeric_values() {
         let context = PluginContext::new();
-        context.stats().packet_received(7, true);
+        context.stats().bytes_received(7);
+        context.stats().packet_received(true);
         context.stats().client_connected();
         let plugin = BrokerSysPlugin::new(BrokerSysConfig::default(), context);
         let sample = plugin.sample();

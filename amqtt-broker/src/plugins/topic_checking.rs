@@ -10,15 +10,17 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 
-use async_trait::async_trait;
+use arc_swap::ArcSwap;
+
 use mqtt_codec::TopicFilter;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
 use crate::plugins::{
-    Action, BrokerPlugin, ConfiguredPlugin, EmptyConfig, Hooks, PluginContext, PluginError,
-    SessionInfo, Topic,
+    Action, BrokerPlugin, ClientInfo, ConfiguredPlugin, EmptyConfig, Hooks, PluginContext,
+    PluginError, Reconfiguration,
 };
 
 /// The user name the topic plugins exempt from every check (as aMQTT documents). Only as safe
@@ -44,22 +46,16 @@ impl ConfiguredPlugin for TopicTabooPlugin {
     }
 }
 
-#[async_trait]
 impl BrokerPlugin for TopicTabooPlugin {
     fn hooks(&self) -> Hooks {
         Hooks::TOPIC_FILTERING
     }
 
-    async fn topic_filtering(
-        &self,
-        session: &SessionInfo,
-        topic: Topic<'_>,
-        _action: Action,
-    ) -> Option<bool> {
+    fn topic_filtering(&self, session: &ClientInfo, topic: &str, _action: Action) -> Option<bool> {
         if session.username.as_deref() == Some(ADMIN_USERNAME) {
             return Some(true);
         }
-        Some(!TABOO_TOPICS.contains(&topic.as_str()))
+        Some(!TABOO_TOPICS.contains(&topic))
     }
 }
 
@@ -72,7 +68,8 @@ impl BrokerPlugin for TopicTabooPlugin {
 /// missing from a present table is denied. The user `admin` is exempt.
 #[derive(Debug)]
 pub struct TopicAccessControlListPlugin {
-    config: AclConfig,
+    /// Swapped whole on reload; a check reads it without locking.
+    config: Arc<ArcSwap<AclConfig>>,
 }
 
 /// Config of [`TopicAccessControlListPlugin`].
@@ -106,18 +103,32 @@ pub enum AclTable {
 }
 
 impl AclTable {
-    /// Whether `user` may use `topic` under this table.
-    pub fn allows(&self, user: &str, topic: Topic<'_>) -> bool {
+    /// Whether `user` may publish to or receive from the topic name `topic` under this table:
+    /// some entry [matches](mqtt_codec::topic::matches) it. Allocates nothing.
+    pub fn allows_topic(&self, user: &str, topic: &str) -> bool {
+        let AclTable::Rules(rules) = self else {
+            return true;
+        };
+        rules.get(user).is_some_and(|filters| {
+            filters
+                .iter()
+                .any(|allowed| mqtt_codec::topic::matches(allowed.as_str(), topic))
+        })
+    }
+
+    /// Whether `user` may subscribe with `filter` under this table: the filter must
+    /// [lie within](TopicFilter::is_within) an entry. An invalid filter is refused.
+    pub fn allows_filter(&self, user: &str, filter: &str) -> bool {
         let AclTable::Rules(rules) = self else {
             return true;
         };
         let Some(filters) = rules.get(user) else {
             return false;
         };
-        filters.iter().any(|allowed| match topic {
-            Topic::Name(name) => allowed.matches(name),
-            Topic::Filter(filter) => filter.is_within(allowed),
-        })
+        let Ok(filter) = TopicFilter::new(filter.to_owned()) else {
+            return false;
+        };
+        filters.iter().any(|allowed| filter.is_within(allowed))
     }
 
     fn is_empty_rules(&self) -> bool {
@@ -128,14 +139,12 @@ impl AclTable {
 impl TopicAccessControlListPlugin {
     /// A plugin with these tables.
     pub fn new(config: AclConfig) -> TopicAccessControlListPlugin {
-        TopicAccessControlListPlugin { config }
+        TopicAccessControlListPlugin {
+            config: Arc::new(ArcSwap::from_pointee(config)),
+        }
     }
-}
 
-impl ConfiguredPlugin for TopicAccessControlListPlugin {
-    type Config = AclConfig;
-
-    fn build(config: AclConfig, context: &PluginContext) -> Result<Self, PluginError> {
+    fn warn_about_empty_tables(config: &AclConfig, context: &PluginContext) {
         for (key, table, what) in [
             ("acl", &config.acl, "every SUBSCRIBE"),
             ("publish_acl", &config.publish_acl, "every PUBLISH"),
@@ -148,32 +157,47 @@ impl ConfiguredPlugin for TopicAccessControlListPlugin {
                 );
             }
         }
-        Ok(TopicAccessControlListPlugin::new(config))
     }
 }
 
-#[async_trait]
+impl ConfiguredPlugin for TopicAccessControlListPlugin {
+    type Config = AclConfig;
+
+    fn build(config: AclConfig, context: &PluginContext) -> Result<Self, PluginError> {
+        TopicAccessControlListPlugin::warn_about_empty_tables(&config, context);
+        Ok(TopicAccessControlListPlugin::new(config))
+    }
+
+    /// Replaces the tables; the next check (including deliveries to existing subscribers)
+    /// uses the new ones.
+    fn reconfigure(
+        &self,
+        config: AclConfig,
+        context: &PluginContext,
+    ) -> Result<Option<Reconfiguration>, PluginError> {
+        TopicAccessControlListPlugin::warn_about_empty_tables(&config, context);
+        let slot = self.config.clone();
+        let config = Arc::new(config);
+        Ok(Some(Box::new(move || slot.store(config))))
+    }
+}
+
 impl BrokerPlugin for TopicAccessControlListPlugin {
     fn hooks(&self) -> Hooks {
         Hooks::TOPIC_FILTERING
     }
 
-    async fn topic_filtering(
-        &self,
-        session: &SessionInfo,
-        topic: Topic<'_>,
-        action: Action,
-    ) -> Option<bool> {
+    fn topic_filtering(&self, session: &ClientInfo, topic: &str, action: Action) -> Option<bool> {
         let user = session.username.as_deref().unwrap_or(ANONYMOUS_USERNAME);
         if user == ADMIN_USERNAME {
             return Some(true);
         }
-        let table = match action {
-            Action::Subscribe => &self.config.acl,
-            Action::Publish => &self.config.publish_acl,
-            Action::Receive => &self.config.receive_acl,
-        };
-        Some(table.allows(user, topic))
+        let config = self.config.load();
+        Some(match action {
+            Action::Subscribe => config.acl.allows_filter(user, topic),
+            Action::Publish => config.publish_acl.allows_topic(user, topic),
+            Action::Receive => config.receive_acl.allows_topic(user, topic),
+        })
     }
 }
 
@@ -292,127 +316,109 @@ impl<'de> Deserialize<'de> for FilterList {
 
 #[cfg(test)]
 mod tests {
-    use mqtt_codec::TopicName;
-
     use super::*;
+    use crate::plugins::tests::client;
 
     fn acl(yaml: &str) -> TopicAccessControlListPlugin {
         let config: AclConfig = serde_yaml::from_str(yaml).unwrap();
         TopicAccessControlListPlugin::new(config)
     }
 
-    fn user(name: Option<&str>) -> SessionInfo {
-        let s = SessionInfo::new("client");
-        match name {
-            Some(n) => s.with_credentials(n, None::<&str>),
-            None => s,
-        }
+    fn sub(p: &dyn BrokerPlugin, who: Option<&str>, filter: &str) -> Option<bool> {
+        p.topic_filtering(&client("c", who), filter, Action::Subscribe)
     }
 
-    async fn sub(p: &dyn BrokerPlugin, who: Option<&str>, filter: &str) -> Option<bool> {
-        let f = TopicFilter::new(filter.to_owned()).unwrap();
-        p.topic_filtering(&user(who), Topic::Filter(&f), Action::Subscribe)
-            .await
+    fn publish(p: &dyn BrokerPlugin, who: Option<&str>, topic: &str) -> Option<bool> {
+        p.topic_filtering(&client("c", who), topic, Action::Publish)
     }
 
-    async fn publish(p: &dyn BrokerPlugin, who: Option<&str>, topic: &str) -> Option<bool> {
-        let t = TopicName::new(topic.to_owned()).unwrap();
-        p.topic_filtering(&user(who), Topic::Name(&t), Action::Publish)
-            .await
+    fn receive(p: &dyn BrokerPlugin, who: Option<&str>, topic: &str) -> Option<bool> {
+        p.topic_filtering(&client("c", who), topic, Action::Receive)
     }
 
-    async fn receive(p: &dyn BrokerPlugin, who: Option<&str>, topic: &str) -> Option<bool> {
-        let t = TopicName::new(topic.to_owned()).unwrap();
-        p.topic_filtering(&user(who), Topic::Name(&t), Action::Receive)
-            .await
-    }
-
-    #[tokio::test]
-    async fn subscribe_must_lie_within_an_allowed_filter_not_merely_overlap() {
+    #[test]
+    fn subscribe_must_lie_within_an_allowed_filter_not_merely_overlap() {
         let p = acl("acl:\n  alice: ['a/+/c', 'b/#']\n");
-        assert_eq!(sub(&p, Some("alice"), "a/x/c").await, Some(true));
-        assert_eq!(sub(&p, Some("alice"), "a/+/c").await, Some(true));
-        assert_eq!(sub(&p, Some("alice"), "b/#").await, Some(true));
-        assert_eq!(sub(&p, Some("alice"), "b/x/+").await, Some(true));
-        assert_eq!(sub(&p, Some("alice"), "b").await, Some(true));
+        assert_eq!(sub(&p, Some("alice"), "a/x/c"), Some(true));
+        assert_eq!(sub(&p, Some("alice"), "a/+/c"), Some(true));
+        assert_eq!(sub(&p, Some("alice"), "b/#"), Some(true));
+        assert_eq!(sub(&p, Some("alice"), "b/x/+"), Some(true));
+        assert_eq!(sub(&p, Some("alice"), "b"), Some(true));
         // Wider than allowed: refused.
-        assert_eq!(sub(&p, Some("alice"), "a/#").await, Some(false));
-        assert_eq!(sub(&p, Some("alice"), "#").await, Some(false));
-        assert_eq!(sub(&p, Some("alice"), "+/+/c").await, Some(false));
-        assert_eq!(sub(&p, Some("alice"), "a/+/#").await, Some(false));
-        assert_eq!(sub(&p, Some("alice"), "a/x/c/d").await, Some(false));
+        assert_eq!(sub(&p, Some("alice"), "a/#"), Some(false));
+        assert_eq!(sub(&p, Some("alice"), "#"), Some(false));
+        assert_eq!(sub(&p, Some("alice"), "+/+/c"), Some(false));
+        assert_eq!(sub(&p, Some("alice"), "a/+/#"), Some(false));
+        assert_eq!(sub(&p, Some("alice"), "a/x/c/d"), Some(false));
     }
 
-    #[tokio::test]
-    async fn hash_entry_grants_no_sys_topics() {
+    #[test]
+    fn hash_entry_grants_no_sys_topics() {
         let p = acl(
             "acl: {root: ['#']}\npublish_acl: {root: ['#']}\nreceive_acl: {root: ['#', '+/x']}\n",
         );
-        assert_eq!(sub(&p, Some("root"), "a/b").await, Some(true));
-        assert_eq!(sub(&p, Some("root"), "$SYS/#").await, Some(false));
-        assert_eq!(
-            sub(&p, Some("root"), "$SYS/broker/uptime").await,
-            Some(false)
-        );
-        assert_eq!(publish(&p, Some("root"), "$SYS/x").await, Some(false));
-        assert_eq!(receive(&p, Some("root"), "$SYS/x").await, Some(false));
-        assert_eq!(receive(&p, Some("root"), "a").await, Some(true));
+        assert_eq!(sub(&p, Some("root"), "a/b"), Some(true));
+        assert_eq!(sub(&p, Some("root"), "$SYS/#"), Some(false));
+        assert_eq!(sub(&p, Some("root"), "$SYS/broker/uptime"), Some(false));
+        assert_eq!(publish(&p, Some("root"), "$SYS/x"), Some(false));
+        assert_eq!(receive(&p, Some("root"), "$SYS/x"), Some(false));
+        assert_eq!(receive(&p, Some("root"), "a"), Some(true));
         let p = acl("acl: {ops: ['$SYS/#']}\n");
-        assert_eq!(sub(&p, Some("ops"), "$SYS/broker/uptime").await, Some(true));
-        assert_eq!(sub(&p, Some("ops"), "$SYS/#").await, Some(true));
+        assert_eq!(sub(&p, Some("ops"), "$SYS/broker/uptime"), Some(true));
+        assert_eq!(sub(&p, Some("ops"), "$SYS/#"), Some(true));
     }
 
-    #[tokio::test]
-    async fn user_names_with_wildcards_gain_nothing() {
+    #[test]
+    fn user_names_with_wildcards_gain_nothing() {
         let p = acl("acl: {alice: ['a/#']}\npublish_acl: {alice: ['a/#']}\n");
         for who in ["#", "+", "a/#", "alice/#", "*"] {
-            assert_eq!(sub(&p, Some(who), "a/b").await, Some(false), "{who}");
-            assert_eq!(publish(&p, Some(who), "a/b").await, Some(false), "{who}");
+            assert_eq!(sub(&p, Some(who), "a/b"), Some(false), "{who}");
+            assert_eq!(publish(&p, Some(who), "a/b"), Some(false), "{who}");
         }
     }
 
-    #[tokio::test]
-    async fn anonymous_entry_covers_clients_without_user_name() {
+    #[test]
+    fn anonymous_entry_covers_clients_without_user_name() {
         let p = acl("acl:\n  - anonymous: [public/#]\n  - alice: [private/#]\n");
-        assert_eq!(sub(&p, None, "public/x").await, Some(true));
-        assert_eq!(sub(&p, None, "private/x").await, Some(false));
-        assert_eq!(sub(&p, Some("alice"), "private/x").await, Some(true));
-        assert_eq!(sub(&p, Some("alice"), "public/x").await, Some(false));
+        assert_eq!(sub(&p, None, "public/x"), Some(true));
+        assert_eq!(sub(&p, None, "private/x"), Some(false));
+        assert_eq!(sub(&p, Some("alice"), "private/x"), Some(true));
+        assert_eq!(sub(&p, Some("alice"), "public/x"), Some(false));
     }
 
-    #[tokio::test]
-    async fn admin_is_exempt() {
+    #[test]
+    fn admin_is_exempt() {
         let p = acl("acl: {}\npublish_acl: {}\nreceive_acl: {}\n");
-        assert_eq!(sub(&p, Some("admin"), "#").await, Some(true));
-        assert_eq!(publish(&p, Some("admin"), "x").await, Some(true));
-        assert_eq!(receive(&p, Some("admin"), "x").await, Some(true));
-        assert_eq!(sub(&p, Some("alice"), "x").await, Some(false));
+        assert_eq!(sub(&p, Some("admin"), "#"), Some(true));
+        assert_eq!(publish(&p, Some("admin"), "x"), Some(true));
+        assert_eq!(receive(&p, Some("admin"), "x"), Some(true));
+        assert_eq!(sub(&p, Some("alice"), "x"), Some(false));
     }
 
-    #[tokio::test]
-    async fn absent_tables_restrict_nothing_and_empty_tables_allow_nothing() {
+    #[test]
+    fn absent_tables_restrict_nothing_and_empty_tables_allow_nothing() {
         let open = acl("{}");
-        assert_eq!(sub(&open, Some("x"), "#").await, Some(true));
-        assert_eq!(publish(&open, None, "a").await, Some(true));
-        assert_eq!(receive(&open, None, "a").await, Some(true));
+        assert_eq!(sub(&open, Some("x"), "#"), Some(true));
+        assert_eq!(publish(&open, None, "a"), Some(true));
+        assert_eq!(receive(&open, None, "a"), Some(true));
         // `acl:` followed only by comments is null: nothing allowed.
         let closed = acl("acl:\n  # nobody yet\npublish-acl: {}\nreceive-acl: []\n");
-        assert_eq!(sub(&closed, Some("x"), "a").await, Some(false));
-        assert_eq!(publish(&closed, Some("x"), "a").await, Some(false));
-        assert_eq!(receive(&closed, Some("x"), "a").await, Some(false));
+        assert_eq!(sub(&closed, Some("x"), "a"), Some(false));
+        assert_eq!(publish(&closed, Some("x"), "a"), Some(false));
+        assert_eq!(receive(&closed, Some("x"), "a"), Some(false));
         // A user listed with no filters is denied too.
         let empty_user = acl("acl: {bob: []}\n");
-        assert_eq!(sub(&empty_user, Some("bob"), "a").await, Some(false));
+        assert_eq!(sub(&empty_user, Some("bob"), "a"), Some(false));
     }
 
-    #[tokio::test]
-    async fn publish_and_receive_use_their_own_tables() {
+    #[test]
+    fn publish_and_receive_use_their_own_tables() {
         let p = acl("acl: {u: [s/#]}\npublish-acl: {u: [p/+]}\nreceive_acl: {u: [r]}\n");
-        assert_eq!(publish(&p, Some("u"), "p/1").await, Some(true));
-        assert_eq!(publish(&p, Some("u"), "p/1/2").await, Some(false));
-        assert_eq!(publish(&p, Some("u"), "s/1").await, Some(false));
-        assert_eq!(receive(&p, Some("u"), "r").await, Some(true));
-        assert_eq!(receive(&p, Some("u"), "p/1").await, Some(false));
+        assert_eq!(publish(&p, Some("u"), "p/1"), Some(true));
+        assert_eq!(publish(&p, Some("u"), "p/1/2"), Some(false));
+        assert_eq!(publish(&p, Some("u"), "s/1"), Some(false));
+        assert_eq!(receive(&p, Some("u"), "r"), Some(true));
+        assert_eq!(receive(&p, Some("u"), "p/1"), Some(false));
     }
 
     #[test]
@@ -446,16 +452,16 @@ mod tests {
         assert!(err.contains("a mapping `user: [topic filters]`"), "{err}");
     }
 
-    #[tokio::test]
-    async fn taboo_denies_three_topics_except_to_admin() {
+    #[test]
+    fn taboo_denies_three_topics_except_to_admin() {
         let p = TopicTabooPlugin;
         for topic in TABOO_TOPICS {
-            assert_eq!(publish(&p, Some("u"), topic).await, Some(false));
-            assert_eq!(receive(&p, None, topic).await, Some(false));
-            assert_eq!(sub(&p, Some("u"), topic).await, Some(false));
-            assert_eq!(publish(&p, Some("admin"), topic).await, Some(true));
+            assert_eq!(publish(&p, Some("u"), topic), Some(false));
+            assert_eq!(receive(&p, None, topic), Some(false));
+            assert_eq!(sub(&p, Some("u"), topic), Some(false));
+            assert_eq!(publish(&p, Some("admin"), topic), Some(true));
         }
-        assert_eq!(publish(&p, Some("u"), "data/open").await, Some(true));
-        assert_eq!(sub(&p, Some("u"), "data/#").await, Some(true));
+        assert_eq!(publish(&p, Some("u"), "data/open"), Some(true));
+        assert_eq!(sub(&p, Some("u"), "data/#"), Some(true));
     }
 }

@@ -23,13 +23,16 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Transport for T {}
 /// A boxed transport, as the connection task holds it.
 pub type BoxTransport = Box<dyn Transport>;
 
-/// Opens the transport `uri` asks for, within `timeout`.
+/// Opens the transport `uri` asks for, within `timeout`. `connection` has the TLS files and
+/// `headers` the extra WebSocket handshake headers (both for the TLS/WebSocket transports).
 pub(crate) async fn open(
     uri: &BrokerUri,
     connection: &ConnectionConfig,
+    headers: &[(String, String)],
     timeout: Duration,
 ) -> Result<BoxTransport, ClientError> {
-    let _ = connection; // TLS files are used by the TLS transports (a later issue).
+    // TLS files and headers are used by the TLS and WebSocket transports (a later issue).
+    let _ = (connection, headers);
     let opening = async {
         match uri.scheme {
             Scheme::Mqtt => tcp::connect(&uri.host, uri.port).await,

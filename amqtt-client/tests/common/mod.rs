@@ -223,3 +223,57 @@ impl RawConnection {
         connect
     }
 }
+
+/// A TCP proxy in front of a broker that the test can close and open, to decide when a client
+/// may reach the broker again after a restart (no timing assumptions).
+pub struct GatedProxy {
+    pub addr: SocketAddr,
+    open: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl GatedProxy {
+    /// Forwards connections to `target` while open; while closed, accepted connections are
+    /// closed at once.
+    pub async fn start(target: SocketAddr) -> GatedProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (open, gate) = tokio::sync::watch::channel(true);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                if !*gate.borrow() {
+                    continue; // dropped: the client sees the connection closed
+                }
+                let mut gate = gate.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        // Closing the gate cuts the connections it let through.
+                        _ = gate.wait_for(|open| !*open) => {}
+                    }
+                });
+            }
+        });
+        GatedProxy { addr, open, task }
+    }
+
+    pub fn close(&self) {
+        self.open.send_replace(false);
+    }
+
+    pub fn open(&self) {
+        self.open.send_replace(true);
+    }
+}
+
+impl Drop for GatedProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -13,7 +13,7 @@ use amqtt_client::{
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
-use super::{connected, test_config, within, STEP};
+use super::{connected, test_config, within, GatedProxy, STEP};
 
 const QOS: [QoS; 3] = [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce];
 
@@ -467,8 +467,15 @@ pub trait Restartable {
 }
 
 /// The broker goes away mid-stream and comes back on the same port. With persistent sessions
-/// on both sides no QoS 1/2 message is lost and no QoS 2 message is delivered twice.
-pub async fn reconnect_mid_stream_loses_and_duplicates_nothing<B: Restartable>(broker: &mut B) {
+/// no QoS 1/2 message is lost and no QoS 2 message is delivered twice.
+///
+/// The publisher reaches the broker through `gate`: for a broker that forgets sessions when it
+/// restarts, the gate stays closed until the subscriber has re-subscribed (the client announces
+/// `Reconnected` after that), so that no message can reach the broker before its subscriber.
+pub async fn reconnect_mid_stream_loses_and_duplicates_nothing<B: Restartable>(
+    broker: &mut B,
+    gate: &GatedProxy,
+) {
     let addr = broker.addr();
     let config = || ClientConfig {
         cleansession: false,
@@ -477,7 +484,7 @@ pub async fn reconnect_mid_stream_loses_and_duplicates_nothing<B: Restartable>(b
     };
     let sub = connected(addr, "rc-sub", config()).await;
     sub.subscribe(&[("rc/#", QoS::ExactlyOnce)]).await.unwrap();
-    let publisher = connected(addr, "rc-pub", config()).await;
+    let publisher = connected(gate.addr, "rc-pub", config()).await;
     let n = 600u32;
     let publishing = {
         let publisher = publisher.clone();
@@ -497,6 +504,7 @@ pub async fn reconnect_mid_stream_loses_and_duplicates_nothing<B: Restartable>(b
     };
     let mut seen = BTreeSet::new();
     let mut sub_state = sub.state();
+    let mut pub_state = publisher.state();
     let mut restarted = false;
     while seen.len() < n as usize {
         let message = tokio::time::timeout(Duration::from_secs(30), sub.deliver_message(None))
@@ -511,16 +519,27 @@ pub async fn reconnect_mid_stream_loses_and_duplicates_nothing<B: Restartable>(b
         );
         if !restarted && seen.len() == n as usize / 3 {
             restarted = true;
+            gate.close();
             broker.stop().await;
             within("Lost", sub_state.wait_for(|s| *s == ConnectionState::Lost))
                 .await
                 .unwrap();
+            within("Lost", pub_state.wait_for(|s| *s == ConnectionState::Lost))
+                .await
+                .unwrap();
             broker.start_again().await;
+            within(
+                "subscriber Reconnected",
+                sub_state.wait_for(|s| matches!(s, ConnectionState::Reconnected { .. })),
+            )
+            .await
+            .unwrap();
+            gate.open();
         }
     }
     within(
-        "Reconnected",
-        sub_state.wait_for(|s| matches!(s, ConnectionState::Reconnected { .. })),
+        "publisher Reconnected",
+        pub_state.wait_for(|s| matches!(s, ConnectionState::Reconnected { .. })),
     )
     .await
     .unwrap();
@@ -553,9 +572,11 @@ pub async fn gives_up_after_reconnect_retries<B: Restartable>(broker: &mut B) {
 }
 
 /// Requests made while reconnecting wait in the bounded queue; `try_publish` fails fast when
-/// it is full, and what was queued goes out after the reconnect.
+/// it is full, and what was queued goes out after the reconnect (through `gate`, opened once
+/// the subscriber is back, as above).
 pub async fn requests_wait_while_reconnecting_and_try_publish_fails_fast<B: Restartable>(
     broker: &mut B,
+    gate: &GatedProxy,
 ) {
     let addr = broker.addr();
     let sub = connected(
@@ -576,10 +597,15 @@ pub async fn requests_wait_while_reconnecting_and_try_publish_fails_fast<B: Rest
         reconnect_retries: None,
         ..test_config()
     };
-    let client = connected(addr, "wait-pub", config).await;
+    let client = connected(gate.addr, "wait-pub", config).await;
     let mut state = client.state();
+    let mut sub_state = sub.state();
+    gate.close();
     broker.stop().await;
     within("Lost", state.wait_for(|s| *s == ConnectionState::Lost))
+        .await
+        .unwrap();
+    within("Lost", sub_state.wait_for(|s| *s == ConnectionState::Lost))
         .await
         .unwrap();
     let first = client
@@ -593,6 +619,13 @@ pub async fn requests_wait_while_reconnecting_and_try_publish_fails_fast<B: Rest
         other => panic!("expected QueueFull, got {other:?}"),
     }
     broker.start_again().await;
+    within(
+        "subscriber back",
+        sub_state.wait_for(|s| matches!(s, ConnectionState::Reconnected { .. })),
+    )
+    .await
+    .unwrap();
+    gate.open();
     within("first", first).await.unwrap();
     within("second", second).await.unwrap();
     let mut got = Vec::new();

@@ -318,6 +318,9 @@ impl Decoder {
                     _ => Packet::Disconnect,
                 }));
             }
+            kind::PUBLISH => {
+                return Publish::decode_from(flags, buf, header_len, size).map(|p| Some(p.into()));
+            }
             _ => {}
         }
         let mut frame = buf.split_to(size);
@@ -326,7 +329,6 @@ impl Decoder {
         let packet = match packet_type {
             kind::CONNECT => Packet::Connect(Box::new(Connect::decode(&mut body)?)),
             kind::CONNACK => Packet::ConnAck(ConnAck::decode(&mut body)?),
-            kind::PUBLISH => Packet::Publish(Publish::decode(flags, &mut body)?),
             kind::SUBSCRIBE => Packet::Subscribe(Subscribe::decode(&mut body)?),
             kind::SUBACK => Packet::SubAck(SubAck::decode(&mut body)?),
             kind::UNSUBSCRIBE => Packet::Unsubscribe(Unsubscribe::decode(&mut body)?),
@@ -492,6 +494,28 @@ mod tests {
             panic!("not a PUBLISH");
         };
         assert_eq!(publish.payload.as_ptr() as usize, start + 7);
+        // A short topic is copied inline.
+        assert_eq!(publish.topic.as_str(), "a/b");
+    }
+
+    #[test]
+    fn a_long_decoded_topic_shares_the_read_buffer() {
+        let topic = "t/".repeat(40);
+        let mut packet = BytesMut::new();
+        Packet::Publish(Publish {
+            dup: false,
+            qos_pid: QosPid::AtMostOnce,
+            retain: false,
+            topic: TopicName::new(topic.as_str()).unwrap(),
+            payload: Bytes::new(),
+        })
+        .encode(&mut packet)
+        .unwrap();
+        let start = packet.as_ptr() as usize;
+        let Some(Packet::Publish(publish)) = Decoder::default().decode(&mut packet).unwrap() else {
+            panic!("not a PUBLISH");
+        };
+        assert_eq!(publish.topic.as_str(), topic);
         assert_eq!(publish.topic.as_str().as_ptr() as usize, start + 4);
     }
 

@@ -1,19 +1,19 @@
 //! PUBLISH (section 3.3): the application message, both ways.
 //!
-//! Decoding shares the read buffer: the topic is a [`ByteString`] and the payload a [`Bytes`]
-//! slice of the packet's frame. Encoding writes the fixed header, topic and packet id, and
+//! Decoding shares the read buffer: the payload is a [`Bytes`] slice of the packet's frame, and
+//! so is the topic when it is too long to be stored inline in the [`TopicName`]. Encoding writes the fixed header, topic and packet id, and
 //! either copies the payload ([`Publish::encode`]) or hands it back / queues it shared
 //! ([`Publish::encode_header`], [`Publish::encode_into`]) so a fan-out never copies it per
 //! subscriber.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use bytestring::ByteString;
 
 use super::kind;
 use crate::error::{DecodeError, EncodeError};
 use crate::outbuf::OutBuf;
-use crate::topic::TopicName;
-use crate::types::QosPid;
+use crate::topic::{check_name_bytes, TopicName, INLINE_TOPIC_LEN};
+use crate::types::{PacketId, QosPid};
 use crate::wire::{self, Reader};
 
 /// PUBLISH: an application message.
@@ -90,49 +90,122 @@ impl Publish {
         Ok(())
     }
 
-    /// Decodes a PUBLISH body; `flags` is the low nibble of the first byte (QoS 3 was refused
-    /// with the fixed header).
-    pub(crate) fn decode(flags: u8, body: &mut Reader) -> Result<Publish, DecodeError> {
-        let dup = flags & 0b1000 != 0;
-        let retain = flags & 0b0001 != 0;
-        let qos = (flags >> 1) & 0b11;
-        // [MQTT-3.3.1-2]
-        if dup && qos == 0 {
-            return Err(DecodeError::DupWithQoS0);
-        }
-        let topic = decode_topic_name(body)?;
-        let qos_pid = match qos {
-            0 => QosPid::AtMostOnce,
-            1 => QosPid::AtLeastOnce(body.packet_id()?),
-            2 => QosPid::ExactlyOnce(body.packet_id()?),
-            _ => return Err(DecodeError::InvalidQoS),
+    /// Decodes the complete PUBLISH at the front of `buf` (`size` bytes, of which `header_len`
+    /// are the fixed header) and consumes it, also on error. `flags` is the low nibble of the
+    /// first byte (QoS 3 was refused with the fixed header).
+    ///
+    /// The fields are parsed in place; only the payload (and a topic too long to be stored
+    /// inline) is split off the buffer, so a PUBLISH costs one reference count, not a frame.
+    pub(crate) fn decode_from(
+        flags: u8,
+        buf: &mut BytesMut,
+        header_len: usize,
+        size: usize,
+    ) -> Result<Publish, DecodeError> {
+        let parsed = parse_fields(flags, buf.get(header_len..size).unwrap_or(&[]));
+        let (topic, qos_pid, fields_len) = match parsed {
+            Ok(fields) => fields,
+            Err(e) => {
+                buf.advance(size.min(buf.len()));
+                return Err(e);
+            }
         };
+        let topic = match topic {
+            Some(topic) => {
+                buf.advance(header_len + fields_len);
+                topic
+            }
+            None => {
+                // A long topic: share it with the read buffer. `parse_fields` checked that
+                // `fields_len` bytes follow the fixed header, so none of this underflows.
+                let id_len = if qos_pid.packet_id().is_some() { 2 } else { 0 };
+                let name_len = fields_len - 2 - id_len;
+                buf.advance(header_len + 2);
+                let Ok(name) = ByteString::try_from(buf.split_to(name_len).freeze()) else {
+                    buf.advance(size - header_len - 2 - name_len);
+                    return Err(DecodeError::InvalidUtf8);
+                };
+                buf.advance(id_len);
+                TopicName::from_checked(name)
+            }
+        };
+        let payload = buf.split_to(size - header_len - fields_len).freeze();
         Ok(Publish {
-            dup,
+            dup: flags & 0b1000 != 0,
             qos_pid,
-            retain,
+            retain: flags & 0b0001 != 0,
             topic,
-            payload: body.rest(),
+            payload,
         })
     }
 }
 
-/// Reads a topic name, checking every rule in one pass over its bytes: non-empty
-/// ([MQTT-4.7.3-1]), no U+0000 ([MQTT-4.7.3-2]), no wildcard ([MQTT-3.3.2-2]), UTF-8
-/// ([MQTT-1.5.3-1]). Shared with the will topic of CONNECT.
+/// Parses and checks the variable header of a PUBLISH `body`: the topic name (returned when it
+/// is short enough to be stored inline), the QoS with its packet id, and the length of both.
 #[inline]
-pub(crate) fn decode_topic_name(body: &mut Reader) -> Result<TopicName, DecodeError> {
-    let raw = body.binary()?;
+fn parse_fields(flags: u8, body: &[u8]) -> Result<(Option<TopicName>, QosPid, usize), DecodeError> {
+    let qos = (flags >> 1) & 0b11;
+    // [MQTT-3.3.1-2]
+    if flags & 0b1000 != 0 && qos == 0 {
+        return Err(DecodeError::DupWithQoS0);
+    }
+    let [hi, lo, rest @ ..] = body else {
+        return Err(DecodeError::Truncated);
+    };
+    let len = usize::from(u16::from_be_bytes([*hi, *lo]));
+    let raw = rest.get(..len).ok_or(DecodeError::Truncated)?;
+    check_topic_name_bytes(raw)?;
+    let topic = if len <= INLINE_TOPIC_LEN {
+        let name = std::str::from_utf8(raw).map_err(|_| DecodeError::InvalidUtf8)?;
+        TopicName::inline_from_checked(name)
+    } else {
+        None
+    };
+    let after_topic = rest.get(len..).unwrap_or(&[]);
+    let (qos_pid, id_len) = match qos {
+        0 => (QosPid::AtMostOnce, 0),
+        _ => {
+            let [hi, lo, ..] = *after_topic else {
+                return Err(DecodeError::Truncated);
+            };
+            let id =
+                PacketId::new(u16::from_be_bytes([hi, lo])).ok_or(DecodeError::ZeroPacketId)?;
+            match qos {
+                1 => (QosPid::AtLeastOnce(id), 2),
+                2 => (QosPid::ExactlyOnce(id), 2),
+                _ => return Err(DecodeError::InvalidQoS),
+            }
+        }
+    };
+    Ok((topic, qos_pid, 2 + len + id_len))
+}
+
+/// Checks the byte-level rules of a topic name: non-empty ([MQTT-4.7.3-1]), no U+0000
+/// ([MQTT-4.7.3-2]), no wildcard ([MQTT-3.3.2-2]).
+#[inline]
+fn check_topic_name_bytes(raw: &[u8]) -> Result<(), DecodeError> {
     if raw.is_empty() {
         return Err(DecodeError::EmptyTopic);
     }
-    if let Some(&bad) = raw.iter().find(|&&b| matches!(b, 0 | b'+' | b'#')) {
-        return Err(if bad == 0 {
-            DecodeError::NullCharacter
-        } else {
-            DecodeError::WildcardInTopicName
-        });
+    check_name_bytes(raw)
+}
+
+/// Reads a topic name, checking every rule in one pass over its bytes: non-empty
+/// ([MQTT-4.7.3-1]), no U+0000 ([MQTT-4.7.3-2]), no wildcard ([MQTT-3.3.2-2]), UTF-8
+/// ([MQTT-1.5.3-1]). Short names are copied inline, long ones share the read buffer. Shared
+/// with the will topic of CONNECT.
+#[inline]
+pub(crate) fn decode_topic_name(body: &mut Reader) -> Result<TopicName, DecodeError> {
+    let len = usize::from(body.u16()?);
+    let raw = body.peek(len)?;
+    check_topic_name_bytes(raw)?;
+    if len <= INLINE_TOPIC_LEN {
+        let name = std::str::from_utf8(raw).map_err(|_| DecodeError::InvalidUtf8)?;
+        if let Some(topic) = TopicName::inline_from_checked(name) {
+            body.skip(len);
+            return Ok(topic);
+        }
     }
-    let name = ByteString::try_from(raw).map_err(|_| DecodeError::InvalidUtf8)?;
+    let name = ByteString::try_from(body.take(len)?).map_err(|_| DecodeError::InvalidUtf8)?;
     Ok(TopicName::from_checked(name))
 }

@@ -48,7 +48,7 @@ impl Subscribe {
         let mut filters = Vec::new();
         while body.remaining() > 0 {
             // [MQTT-3.8.3-1] [MQTT-4.7.1-2] [MQTT-4.7.1-3] [MQTT-4.7.3-1]
-            let filter = TopicFilter::new(body.string()?)?;
+            let filter = TopicFilter::decode(body)?;
             let requested = body.u8()?;
             // [MQTT-3.8.3-4] the upper six bits are reserved and QoS 3 is malformed.
             let qos = match requested {

@@ -47,7 +47,7 @@ impl Unsubscribe {
         let mut filters = Vec::new();
         while body.remaining() > 0 {
             // [MQTT-3.10.3-1]
-            filters.push(TopicFilter::new(body.string()?)?);
+            filters.push(TopicFilter::decode(body)?);
         }
         // [MQTT-3.10.3-2]
         if filters.is_empty() {
