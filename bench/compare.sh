@@ -204,7 +204,9 @@ EOF
       ;;
   esac
   if [ "$status" != 0 ]; then
-    log "$s on $b (rep $rep): amqtt_bench exited $status: $(tail -c 300 "$out.err" 2>/dev/null | tr '\n' ' ')"
+    local why
+    why=$(python3 -c 'import json,sys; e=json.load(open(sys.argv[1])).get("errors") or []; print(f"{len(e)} connection error(s), first: {e[0]}" if e else "")' "$out" 2>/dev/null || true)
+    log "$s on $b (rep $rep): amqtt_bench exited $status: ${why:-$(tail -c 300 "$out.err" 2>/dev/null | tr '\n' ' ')}"
     [ -s "$out" ] || echo "{\"failed\":\"exit $status\"}" >"$out"
   fi
   stop_broker

@@ -211,6 +211,11 @@ impl MQTTClient {
             limits: SessionLimits {
                 max_inflight: config.max_inflight,
                 max_queued_messages: config.max_queued_messages,
+                // The cap on incoming QoS 2 ids awaiting PUBREL protects a broker from its
+                // clients. A client trusts its broker, and brokers legitimately pipeline more
+                // than the default 100 (PUBRELs queue behind PUBLISHes), so allow every packet
+                // id: the set stays bounded by the 65,535 ids that exist.
+                max_incoming_unreleased: usize::from(u16::MAX),
                 ..SessionLimits::default()
             },
             auto_reconnect: config.auto_reconnect,

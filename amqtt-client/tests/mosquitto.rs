@@ -42,6 +42,7 @@ against_mosquitto!(
     concurrent_publishes_from_many_tasks,
     disconnect_waits_for_queued_qos1_publishes,
     messages_stream_ends_after_disconnect,
+    pipelined_qos2_stream_is_received_exactly_once_without_reconnecting,
 );
 
 #[tokio::test]

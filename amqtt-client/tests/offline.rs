@@ -245,3 +245,56 @@ async fn protocol_version_3_1_sends_mqisdp() {
     assert_eq!(connect.protocol, amqtt_client::Protocol::V31);
     within("connect", connecting).await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn many_qos2_messages_awaiting_pubrel_are_not_a_protocol_error() {
+    // A broker may pipeline many QoS 2 PUBLISHes before its PUBRELs; the client must accept
+    // it (the codec's default cap of 100 unreleased ids is a broker-side protection).
+    let server = common::RawServer::bind().await;
+    let client = MQTTClient::new(Some("q2".into()), test_config()).unwrap();
+    let uri = format!("mqtt://{}", server.addr);
+    let connecting = {
+        let client = client.clone();
+        tokio::spawn(async move { client.connect(uri.as_str()).await })
+    };
+    let mut conn = server.accept().await;
+    conn.handshake(ConnectReturnCode::Accepted).await;
+    within("connect", connecting).await.unwrap().unwrap();
+    let n = 300u16;
+    for id in 1..=n {
+        conn.write(Packet::Publish(mqtt_codec::Publish {
+            dup: false,
+            qos_pid: mqtt_codec::QosPid::ExactlyOnce(mqtt_codec::PacketId::new(id).unwrap()),
+            retain: false,
+            topic: amqtt_client::TopicName::new("q2/x").unwrap(),
+            payload: bytes::Bytes::from(id.to_be_bytes().to_vec()),
+        }))
+        .await;
+    }
+    for id in 1..=n {
+        assert_eq!(
+            conn.read().await,
+            Some(Packet::PubRec(mqtt_codec::PacketId::new(id).unwrap()))
+        );
+    }
+    for id in 1..=n {
+        conn.write(Packet::PubRel(mqtt_codec::PacketId::new(id).unwrap()))
+            .await;
+    }
+    for id in 1..=n {
+        assert_eq!(
+            conn.read().await,
+            Some(Packet::PubComp(mqtt_codec::PacketId::new(id).unwrap()))
+        );
+    }
+    for id in 1..=n {
+        let message = within("deliver", client.deliver_message(None))
+            .await
+            .unwrap();
+        assert_eq!(&message.payload[..], id.to_be_bytes());
+    }
+    assert!(client.is_connected());
+    let disconnecting = tokio::spawn(async move { client.disconnect().await });
+    assert_eq!(conn.read().await, Some(Packet::Disconnect));
+    within("disconnect", disconnecting).await.unwrap().unwrap();
+}

@@ -641,3 +641,59 @@ pub async fn requests_wait_while_reconnecting_and_try_publish_fails_fast<B: Rest
     client.disconnect().await.unwrap();
     sub.disconnect().await.unwrap();
 }
+
+/// A pipelined stream of QoS 2 messages: brokers legitimately have many PUBRELs queued behind
+/// PUBLISHes, and the client must not treat that as an attack (it once disconnected at 100
+/// unreleased ids). No reconnect, nothing lost, nothing twice.
+pub async fn pipelined_qos2_stream_is_received_exactly_once_without_reconnecting(addr: SocketAddr) {
+    let sub = connected(addr, "q2-sub", test_config()).await;
+    sub.subscribe(&[("q2/#", QoS::ExactlyOnce)]).await.unwrap();
+    let publisher = connected(addr, "q2-pub", test_config()).await;
+    let n = 10_000u32;
+    let sending = {
+        let publisher = publisher.clone();
+        tokio::spawn(async move {
+            let mut pending = futures_util::stream::FuturesUnordered::new();
+            for i in 0..n {
+                pending.push(
+                    publisher
+                        .start_publish("q2/x", i.to_be_bytes().to_vec(), QoS::ExactlyOnce, false)
+                        .await
+                        .unwrap(),
+                );
+                while pending.len() > 500 {
+                    pending.next().await.unwrap().unwrap();
+                }
+            }
+            while let Some(done) = pending.next().await {
+                done.unwrap();
+            }
+        })
+    };
+    let mut messages = sub.messages();
+    for i in 0..n {
+        let message = tokio::time::timeout(Duration::from_secs(30), messages.next())
+            .await
+            .expect("stalled")
+            .unwrap();
+        assert_eq!(&message.payload[..], i.to_be_bytes(), "in order, once each");
+    }
+    tokio::time::timeout(Duration::from_secs(30), sending)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        *sub.state().borrow(),
+        ConnectionState::Connected {
+            session_present: false
+        }
+    );
+    assert_eq!(
+        *publisher.state().borrow(),
+        ConnectionState::Connected {
+            session_present: false
+        }
+    );
+    publisher.disconnect().await.unwrap();
+    sub.disconnect().await.unwrap();
+}

@@ -1,0 +1,642 @@
+//! The bad-input catalogue of issue #9 (`/work/shared/reference/bad-inputs.md`): each item is
+//! sent to a real broker on 127.0.0.1:0 as raw bytes, the exact reaction is asserted (close,
+//! CONNACK code, SUBACK 0x80, ignore), and a second, well-behaved client is then served normally
+//! by the same broker. Resource-hungry items (memory, 1,000 sockets) live in
+//! `hardening_resources.rs`.
+
+mod common;
+
+use std::time::Duration;
+
+use amqtt_broker::{Broker, BrokerConfig};
+use bytes::Bytes;
+use common::{bounded, connect, RawClient, TestBroker};
+use mqtt_codec::packet::Packet;
+use mqtt_codec::{ConnectReturnCode, QoS, SubAckReturnCode};
+
+/// Encodes an MQTT remaining length.
+fn remaining_length(mut n: usize, out: &mut Vec<u8>) {
+    loop {
+        let mut byte = (n % 128) as u8;
+        n /= 128;
+        if n > 0 {
+            byte |= 0x80;
+        }
+        out.push(byte);
+        if n == 0 {
+            break;
+        }
+    }
+}
+
+/// A packet from its first byte and body.
+fn frame(first: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![first];
+    remaining_length(body.len(), &mut out);
+    out.extend_from_slice(body);
+    out
+}
+
+fn string(s: &[u8], out: &mut Vec<u8>) {
+    out.extend_from_slice(&(s.len() as u16).to_be_bytes());
+    out.extend_from_slice(s);
+}
+
+/// A CONNECT built byte by byte, so that every field can be wrong.
+fn raw_connect(
+    name: &[u8],
+    level: u8,
+    flags: u8,
+    client_id: &[u8],
+    username: Option<&[u8]>,
+) -> Vec<u8> {
+    let mut body = Vec::new();
+    string(name, &mut body);
+    body.push(level);
+    body.push(flags | if username.is_some() { 0x80 } else { 0 });
+    body.extend_from_slice(&60u16.to_be_bytes());
+    string(client_id, &mut body);
+    if let Some(u) = username {
+        string(u, &mut body);
+    }
+    frame(0x10, &body)
+}
+
+fn good_connect(client_id: &str) -> Vec<u8> {
+    raw_connect(b"MQTT", 4, 0x02, client_id.as_bytes(), None)
+}
+
+fn raw_publish(topic: &[u8], qos: u8, packet_id: u16, payload: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    string(topic, &mut body);
+    if qos > 0 {
+        body.extend_from_slice(&packet_id.to_be_bytes());
+    }
+    body.extend_from_slice(payload);
+    frame(0x30 | (qos << 1), &body)
+}
+
+fn raw_subscribe(first: u8, packet_id: u16, filter: &[u8], qos: u8) -> Vec<u8> {
+    let mut body = packet_id.to_be_bytes().to_vec();
+    string(filter, &mut body);
+    body.push(qos);
+    frame(first, &body)
+}
+
+/// A broker with the plugins its YAML names (built by the plugin registry).
+async fn plugged(yaml: &str) -> TestBroker {
+    let config = BrokerConfig::from_yaml_str(&format!(
+        "listeners:\n  default:\n    type: tcp\n    bind: \"127.0.0.1:0\"\n{yaml}"
+    ))
+    .expect("test config");
+    let broker = Broker::new(config).expect("broker");
+    broker.start().await.expect("start");
+    let addr = broker.local_addr("default").expect("bound");
+    TestBroker { broker, addr }
+}
+
+/// A connected raw client (CONNECT sent as raw bytes, CONNACK 0 checked).
+async fn connected(b: &TestBroker, client_id: &str) -> RawClient {
+    let mut c = RawClient::connect(b.addr).await;
+    c.send_raw(&good_connect(client_id)).await;
+    match c.recv().await {
+        Packet::ConnAck(ack) => assert_eq!(ack.return_code, ConnectReturnCode::Accepted),
+        other => panic!("expected CONNACK, got {other:?}"),
+    }
+    c
+}
+
+/// A well-behaved client is served normally: it connects, subscribes, and receives its own
+/// QoS 1 message.
+async fn still_served(b: &TestBroker) {
+    let (mut c, _) = b.client("well-behaved", true).await;
+    let ack = c.subscribe(1, &[("check/served", QoS::AtLeastOnce)]).await;
+    assert_eq!(
+        ack.return_codes,
+        [SubAckReturnCode::Success(QoS::AtLeastOnce)]
+    );
+    c.publish("check/served", b"ok", QoS::AtLeastOnce, false, 2)
+        .await;
+    let p = c.receive().await;
+    assert_eq!(p.payload, Bytes::from_static(b"ok"));
+    c.disconnect().await;
+}
+
+/// Sends `bytes` on a fresh connection and asserts that the broker closes it without answering.
+async fn closed_without_answer(b: &TestBroker, bytes: &[u8]) {
+    let mut c = RawClient::connect(b.addr).await;
+    c.send_raw(bytes).await;
+    c.expect_closed().await;
+}
+
+/// Sends `bytes` after a successful CONNECT and asserts that the broker closes the connection.
+async fn closed_after_connect(b: &TestBroker, client_id: &str, bytes: &[u8]) {
+    let mut c = connected(b, client_id).await;
+    c.send_raw(bytes).await;
+    c.expect_closed().await;
+}
+
+#[tokio::test]
+async fn item_1_a_socket_that_never_sends_connect_is_closed_at_connect_timeout() {
+    bounded(async {
+        let b = TestBroker::with_yaml("connect_timeout: 0.5\n").await;
+        let start = tokio::time::Instant::now();
+        let mut c = RawClient::connect(b.addr).await;
+        c.expect_closed().await;
+        let took = start.elapsed();
+        assert!(
+            took >= Duration::from_millis(450),
+            "closed too early: {took:?}"
+        );
+        assert!(
+            took < Duration::from_millis(1500),
+            "closed too late: {took:?}"
+        );
+        still_served(&b).await;
+        b.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn item_2_a_huge_remaining_length_is_refused_at_once_before_and_after_connect() {
+    bounded(async {
+        let b = TestBroker::start().await;
+        // [MQTT-2.2.3] 268,435,455 = ff ff ff 7f, the largest remaining length; then a trickle.
+        for first in [0x10u8, 0x30, 0x82] {
+            let mut c = RawClient::connect(b.addr).await;
+            c.send_raw(&[first, 0xff, 0xff, 0xff, 0x7f, 0x00, 0x04])
+                .await;
+            assert_eq!(
+                c.next_within(Duration::from_secs(2)).await,
+                Ok(None),
+                "{first:#x}"
+            );
+        }
+        let mut c = connected(&b, "huge-after-connect").await;
+        c.send_raw(&[0x30, 0xff, 0xff, 0xff, 0x7f, 0x00, 0x01, b'a'])
+            .await;
+        assert_eq!(c.next_within(Duration::from_secs(2)).await, Ok(None));
+        still_served(&b).await;
+        b.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn item_3_malformed_fixed_headers_close_the_connection_at_once() {
+    bounded(async {
+        let b = TestBroker::start().await;
+        // A 5-byte remaining length [MQTT-2.2.3], before and after CONNECT.
+        closed_without_answer(&b, &[0x10, 0xff, 0xff, 0xff, 0xff, 0x01]).await;
+        closed_after_connect(&b, "varint", &[0x30, 0xff, 0xff, 0xff, 0xff, 0x01]).await;
+        // SUBSCRIBE with flags other than 0b0010 [MQTT-3.8.1-1].
+        for first in [0x80u8, 0x83, 0x8a] {
+            closed_after_connect(&b, "sub-flags", &raw_subscribe(first, 1, b"a/b", 0)).await;
+        }
+        // PUBLISH QoS 3 [MQTT-3.3.1-4].
+        closed_after_connect(&b, "qos3", &frame(0x36, &[0, 1, b'a', 0, 1, b'x'])).await;
+        // CONNECT with the reserved flag bit set [MQTT-3.1.2-3]: no CONNACK.
+        closed_without_answer(&b, &raw_connect(b"MQTT", 4, 0x03, b"reserved", None)).await;
+        // Unknown packet types 0 and 15, before and after CONNECT.
+        for first in [0x00u8, 0xf0] {
+            closed_without_answer(&b, &[first, 0x00]).await;
+            closed_after_connect(&b, "unknown", &[first, 0x00]).await;
+        }
+        // Reserved flags on PUBREL/UNSUBSCRIBE/PINGREQ/DISCONNECT [MQTT-2.2.2-2].
+        for bytes in [
+            vec![0x60u8, 0x02, 0x00, 0x01],
+            frame(0xa0, &[0, 1, 0, 1, b'a']),
+            vec![0xc1, 0x00],
+            vec![0xe2, 0x00],
+        ] {
+            closed_after_connect(&b, "flags", &bytes).await;
+        }
+        still_served(&b).await;
+        b.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn item_4_packets_out_of_order_or_server_only_close_the_connection() {
+    bounded(async {
+        let b = TestBroker::start().await;
+        // [MQTT-3.1.0-1] the first packet must be CONNECT.
+        closed_without_answer(&b, &raw_publish(b"a/b", 0, 0, b"x")).await;
+        closed_without_answer(&b, &raw_subscribe(0x82, 1, b"#", 0)).await;
+        closed_without_answer(&b, &[0xc0, 0x00]).await;
+        // [MQTT-3.1.0-2] a second CONNECT.
+        closed_after_connect(&b, "second", &good_connect("second")).await;
+        // Server-only packets from a client: CONNACK, SUBACK, UNSUBACK, PINGRESP.
+        for bytes in [
+            vec![0x20u8, 0x02, 0x00, 0x00],
+            vec![0x90, 0x03, 0x00, 0x01, 0x00],
+            vec![0xb0, 0x02, 0x00, 0x01],
+            vec![0xd0, 0x00],
+        ] {
+            closed_without_answer(&b, &bytes).await;
+            closed_after_connect(&b, "server-only", &bytes).await;
+        }
+        still_served(&b).await;
+        b.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn item_5_wrong_protocol_name_closes_without_connack_and_wrong_level_gets_0x01() {
+    bounded(async {
+        let b = TestBroker::start().await;
+        for name in [&b"MQTX"[..], b"mqtt", b"", b"MQIsdpX"] {
+            closed_without_answer(&b, &raw_connect(name, 4, 0x02, b"name", None)).await;
+        }
+        for level in [0u8, 2, 5, 255] {
+            let mut c = RawClient::connect(b.addr).await;
+            c.send_raw(&raw_connect(b"MQTT", level, 0x02, b"level", None))
+                .await;
+            match c.recv().await {
+                Packet::ConnAck(ack) => assert_eq!(
+                    ack.return_code,
+                    ConnectReturnCode::UnacceptableProtocolVersion,
+                    "level {level}"
+                ),
+                other => panic!("expected CONNACK, got {other:?}"),
+            }
+            c.expect_closed().await;
+        }
+        still_served(&b).await;
+        b.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn item_6_empty_client_id_with_clean_session_0_gets_0x02_and_is_closed() {
+    bounded(async {
+        let b = TestBroker::start().await;
+        let mut c = RawClient::connect(b.addr).await;
+        c.send_raw(&raw_connect(b"MQTT", 4, 0x00, b"", None)).await;
+        match c.recv().await {
+            Packet::ConnAck(ack) => {
+                assert_eq!(ack.return_code, ConnectReturnCode::IdentifierRejected);
+                assert!(!ack.session_present);
+            }
+            other => panic!("expected CONNACK, got {other:?}"),
+        }
+        // [MQTT-3.1.3-8] … and the connection closed (tinyMQTT CVE-2025-56352 did not).
+        c.expect_closed().await;
+        still_served(&b).await;
+        b.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn item_7_invalid_utf8_nul_and_empty_topics_close_the_connection() {
+    bounded(async {
+        let b = TestBroker::start().await;
+        // Collects what other subscribers receive: nothing invalid may be forwarded.
+        let (mut watcher, _) = b.client("watcher", true).await;
+        watcher.subscribe(1, &[("#", QoS::AtMostOnce)]).await;
+        let bad: [&[u8]; 4] = [b"a/\xff/b", b"a/\x00/b", b"\xc3\x28", b"a/\xed\xa0\x80"];
+        for bytes in bad {
+            // [MQTT-1.5.3-1/2] in a topic name, a filter, a client id, a user name.
+            closed_after_connect(&b, "bad-topic", &raw_publish(bytes, 0, 0, b"x")).await;
+            closed_after_connect(&b, "bad-filter", &raw_subscribe(0x82, 1, bytes, 0)).await;
+            closed_after_connect(
+                &b,
+                "bad-unsub",
+                &frame(0xa2, &{
+                    let mut body = vec![0, 1];
+                    string(bytes, &mut body);
+                    body
+                }),
+            )
+            .await;
+            closed_without_answer(&b, &raw_connect(b"MQTT", 4, 0x02, bytes, None)).await;
+            closed_without_answer(&b, &raw_connect(b"MQTT", 4, 0x02, b"u", Some(bytes))).await;
+        }
+        // [MQTT-4.7.3-1] a zero-length topic name; a zero-length filter.
+        closed_after_connect(&b, "empty-topic", &raw_publish(b"", 0, 0, b"x")).await;
+        closed_after_connect(&b, "empty-topic", &raw_publish(b"", 1, 1, b"x")).await;
+        closed_after_connect(&b, "empty-filter", &raw_subscribe(0x82, 1, b"", 0)).await;
+        watcher.expect_nothing().await;
+        still_served(&b).await;
+        b.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn item_8_unreleased_qos2_ids_are_capped_at_the_limit_and_duplicates_are_not_counted() {
+    bounded(async {
+        let b = TestBroker::with_yaml("max_incoming_unreleased: 5\n").await;
+        let mut c = connected(&b, "qos2-flood").await;
+        // limit − 1 and limit: 5 distinct ids, plus re-sent ids, are acknowledged with PUBREC.
+        for id in [1u16, 2, 3, 4, 1, 2, 5, 5, 3] {
+            c.send_raw(&raw_publish(b"q/2", 2, id, b"x")).await;
+            assert_eq!(c.recv().await, Packet::PubRec(common::pid(id)), "id {id}");
+        }
+        c.ping().await;
+        // Releasing one makes room for a new one.
+        c.send(Packet::PubRel(common::pid(1))).await;
+        assert_eq!(c.recv().await, Packet::PubComp(common::pid(1)));
+        c.send_raw(&raw_publish(b"q/2", 2, 6, b"x")).await;
+        assert_eq!(c.recv().await, Packet::PubRec(common::pid(6)));
+        // limit + 1: a sixth id awaiting PUBREL closes the connection.
+        c.send_raw(&raw_publish(b"q/2", 2, 7, b"x")).await;
+        c.expect_closed().await;
+        still_served(&b).await;
+        b.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn item_9_deep_and_long_filters_get_suback_failure_and_deep_topics_close() {
+    bounded(async {
+        let b = TestBroker::with_yaml("max_topic_levels: 128\n").await;
+        let mut c = connected(&b, "deep").await;
+        let levels = |n: usize| vec!["a"; n].join("/");
+        // 65,000 empty levels in a 64,999-byte filter; a 65,535-byte single level; 127/128/129.
+        let deep = "/".repeat(64_999);
+        let long = "a".repeat(65_535);
+        let asked = [
+            (deep.as_str(), false),
+            (long.as_str(), true),
+            (&levels(127)[..], true),
+            (&levels(128)[..], true),
+            (&levels(129)[..], false),
+        ];
+        for (i, (f, ok)) in asked.iter().enumerate() {
+            let id = i as u16 + 1;
+            c.send_raw(&raw_subscribe(0x82, id, f.as_bytes(), 0)).await;
+            match c.recv().await {
+                Packet::SubAck(ack) => {
+                    let want = if *ok {
+                        SubAckReturnCode::Success(QoS::AtMostOnce)
+                    } else {
+                        SubAckReturnCode::Failure
+                    };
+                    assert_eq!(ack.return_codes, [want], "filter of {} bytes", f.len());
+                }
+                other => panic!("expected SUBACK, got {other:?}"),
+            }
+        }
+        // A PUBLISH at the level limit is routed; beyond it the connection is closed.
+        c.send_raw(&raw_publish(levels(128).as_bytes(), 0, 0, b"in"))
+            .await;
+        let p = c.recv_publish().await;
+        assert_eq!(p.payload, Bytes::from_static(b"in"));
+        closed_after_connect(
+            &b,
+            "deep-pub",
+            &raw_publish(levels(129).as_bytes(), 0, 0, b"x"),
+        )
+        .await;
+        closed_after_connect(&b, "deep-pub", &raw_publish(deep.as_bytes(), 0, 0, b"x")).await;
+        c.ping().await;
+        still_served(&b).await;
+        b.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn item_10_wildcards_never_match_dollar_topics_and_clients_cannot_publish_to_sys() {
+    bounded(async {
+        let b = TestBroker::start().await;
+        let (mut wild, _) = b.client("wild", true).await;
+        wild.subscribe(
+            1,
+            &[
+                ("#", QoS::AtMostOnce),
+                ("+/x", QoS::AtMostOnce),
+                ("+/+", QoS::AtMostOnce),
+            ],
+        )
+        .await;
+        let (mut sys, _) = b.client("sys", true).await;
+        sys.subscribe(
+            1,
+            &[("$SYS/#", QoS::AtMostOnce), ("$foo/#", QoS::AtMostOnce)],
+        )
+        .await;
+        let (mut publisher, _) = b.client("dollar-publisher", true).await;
+        publisher
+            .publish("$foo/x", b"dollar", QoS::AtLeastOnce, false, 1)
+            .await;
+        publisher
+            .publish("$SYS/x", b"forged", QoS::AtLeastOnce, true, 2)
+            .await;
+        publisher
+            .publish("plain/x", b"plain", QoS::AtLeastOnce, false, 3)
+            .await;
+        // [MQTT-4.7.2-1] `$foo/x` reaches `$foo/#` only; `$SYS/x` from a client reaches no one.
+        assert_eq!(
+            sys.recv_publish().await.payload,
+            Bytes::from_static(b"dollar")
+        );
+        let p = wild.recv_publish().await;
+        assert_eq!(p.payload, Bytes::from_static(b"plain"));
+        wild.expect_nothing().await;
+        sys.expect_nothing().await;
+        assert_eq!(
+            b.broker.retained_count(),
+            0,
+            "a forged $SYS message was retained"
+        );
+        still_served(&b).await;
+        b.stop().await;
+    })
+    .await;
+}
+
+const ACL: &str = r##"plugins:
+  amqtt.plugins.authentication.AnonymousAuthPlugin:
+    allow_anonymous: true
+  amqtt.plugins.topic_checking.TopicAccessControlListPlugin:
+    acl:
+      alice: ["a/+/c"]
+      anonymous: ["check/#"]
+    publish-acl:
+      - anonymous: ["check/#"]
+"##;
+
+#[tokio::test]
+async fn item_11_wider_filters_and_wildcard_identities_gain_no_rights() {
+    bounded(async {
+        let b = plugged(ACL).await;
+        let codes = |ack: mqtt_codec::packet::SubAck| {
+            ack.return_codes
+                .iter()
+                .map(|c| *c != SubAckReturnCode::Failure)
+                .collect::<Vec<_>>()
+        };
+        let mut alice = RawClient::connect(b.addr).await;
+        let mut login = connect("alice-1", true);
+        login.username = Some("alice".into());
+        alice.handshake(login).await;
+        let asked = [
+            "a/x/c", "a/+/c", "a/#", "#", "+/+/c", "a/+/+", "a/x/c/#", "+/#",
+        ];
+        let filters: Vec<_> = asked.iter().map(|f| (*f, QoS::AtMostOnce)).collect();
+        let got = codes(alice.subscribe(1, &filters).await);
+        assert_eq!(got, [true, true, false, false, false, false, false, false]);
+        // A user name or client id containing wildcards matches no ACL entry literally.
+        for (id, user) in [("+", "+"), ("#", "#"), ("a/+/c", "al+ce"), ("alice", "#")] {
+            let mut c = RawClient::connect(b.addr).await;
+            let mut login = connect(id, true);
+            login.username = Some(user.into());
+            let ack = c.handshake(login).await;
+            assert_eq!(ack.return_code, ConnectReturnCode::Accepted);
+            let got = codes(
+                c.subscribe(1, &[("a/x/c", QoS::AtMostOnce), ("#", QoS::AtMostOnce)])
+                    .await,
+            );
+            assert_eq!(got, [false, false], "{id}/{user}");
+        }
+        still_served(&b).await;
+        b.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn item_12_a_malformed_password_file_is_a_start_up_error_naming_file_and_line() {
+    let dir = std::env::temp_dir().join(format!("amqtt-bad-inputs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("passwd");
+    // A line without a hash, an empty user name, an empty hash (see also plugins_auth.rs).
+    for (content, line) in [
+        ("bob\n", 1),
+        ("# users\n\n:$6$abc$def\n", 3),
+        ("alice:\n", 1),
+    ] {
+        std::fs::write(&path, content).expect("write passwd");
+        let yaml = format!(
+            "listeners:\n  default:\n    type: tcp\n    bind: 127.0.0.1:0\nplugins:\n  amqtt.plugins.authentication.FileAuthPlugin:\n    password_file: {}\n",
+            path.display()
+        );
+        let err = BrokerConfig::from_yaml_str(&yaml)
+            .map_err(|e| e.to_string())
+            .and_then(|c| Broker::new(c).map_err(|e| e.to_string()));
+        let Err(msg) = err else {
+            panic!("a malformed password file was accepted: {content:?}");
+        };
+        let want = format!("{}:{line}", path.display());
+        assert!(msg.contains(&want), "{msg:?} does not name {want}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn item_12_an_acl_with_no_entries_denies_everything() {
+    bounded(async {
+        let b = plugged(
+            "plugins:\n  amqtt.plugins.authentication.AnonymousAuthPlugin:\n    allow_anonymous: true\n  amqtt.plugins.topic_checking.TopicAccessControlListPlugin:\n    acl:\n      # only a comment\n",
+        )
+        .await;
+        let (mut c, _) = b.client("empty-acl", true).await;
+        let ack = c.subscribe(1, &[("#", QoS::AtMostOnce), ("a", QoS::AtMostOnce)]).await;
+        assert_eq!(ack.return_codes, [SubAckReturnCode::Failure, SubAckReturnCode::Failure]);
+        c.ping().await;
+        b.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn item_13_a_persistent_session_stops_receiving_what_a_narrowed_acl_forbids() {
+    bounded(async {
+        let wide = format!("{ACL}    receive-acl:\n      anonymous: [\"#\"]\n");
+        let narrow = format!(
+            "listeners:\n  default:\n    type: tcp\n    bind: \"127.0.0.1:0\"\n{ACL}    receive-acl:\n      anonymous: [\"check/served\"]\n"
+        );
+        let b = plugged(&wide).await;
+        let (mut sub, _) = b.client("persistent", false).await;
+        sub.subscribe(1, &[("check/#", QoS::AtLeastOnce)]).await;
+        sub.disconnect().await;
+        let (mut publisher, _) = b.client("acl-publisher", true).await;
+        // While allowed, a message published offline is delivered on reconnect.
+        publisher.publish("check/1", b"before", QoS::AtLeastOnce, false, 1).await;
+        let mut c = RawClient::connect(b.addr).await;
+        assert!(c.handshake(connect("persistent", false)).await.session_present);
+        assert_eq!(c.receive().await.payload, Bytes::from_static(b"before"));
+        c.disconnect().await;
+        // Narrowed: the subscription stays, but nothing it may no longer read is delivered.
+        let narrowed = BrokerConfig::from_yaml_str(&narrow).expect("narrowed config");
+        b.broker.reload_plugins(&narrowed).expect("reload");
+        publisher.publish("check/2", b"after", QoS::AtLeastOnce, false, 2).await;
+        let mut c = RawClient::connect(b.addr).await;
+        assert!(c.handshake(connect("persistent", false)).await.session_present);
+        c.expect_nothing().await;
+        publisher.publish("check/3", b"online", QoS::AtLeastOnce, false, 3).await;
+        c.expect_nothing().await;
+        still_served(&b).await;
+        b.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn item_17_random_packet_sequences_on_three_connections_sharing_an_id() {
+    use rand::{Rng, SeedableRng};
+    bounded(async {
+        let b = TestBroker::with_yaml("max_incoming_unreleased: 4\n").await;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0x8376);
+        let choices: Vec<Vec<u8>> = vec![
+            good_connect("shared"),
+            raw_connect(b"MQTT", 4, 0x00, b"shared", None),
+            raw_subscribe(0x82, 1, b"s/#", 2),
+            raw_subscribe(0x82, 2, b"s/+", 1),
+            frame(0xa2, &[0, 3, 0, 3, b's', b'/', b'#']),
+            raw_publish(b"s/1", 0, 0, b"x"),
+            raw_publish(b"s/1", 1, 7, b"x"),
+            raw_publish(b"s/1", 2, 9, b"x"),
+            raw_publish(b"s/2", 2, 10, b"x"),
+            vec![0x62, 0x02, 0x00, 0x09],
+            vec![0x40, 0x02, 0x00, 0x01],
+            vec![0x50, 0x02, 0x00, 0x01],
+            vec![0x70, 0x02, 0x00, 0x01],
+            vec![0xc0, 0x00],
+            vec![0xe0, 0x00],
+            vec![0x36, 0x00],
+            vec![0xff, 0xff, 0xff],
+        ];
+        for _round in 0..30 {
+            let n = rng.gen_range(1..=3);
+            let mut conns = Vec::new();
+            for _ in 0..n {
+                conns.push(
+                    tokio::net::TcpStream::connect(b.addr)
+                        .await
+                        .expect("connect"),
+                );
+            }
+            for _ in 0..rng.gen_range(1..40) {
+                let i = rng.gen_range(0..conns.len());
+                let bytes = &choices[rng.gen_range(0..choices.len())];
+                use tokio::io::AsyncWriteExt;
+                // The broker may already have closed this connection: that is fine.
+                let _ = conns[i].write_all(bytes).await;
+            }
+            drop(conns);
+        }
+        // Every connection ends; no session or connection is left behind but persistent ones.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while b.broker.connected_clients() != 0 {
+            assert!(tokio::time::Instant::now() < deadline, "connections leaked");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            b.broker.session_count() <= 1,
+            "{} sessions",
+            b.broker.session_count()
+        );
+        still_served(&b).await;
+        b.stop().await;
+    })
+    .await;
+}
