@@ -18,7 +18,8 @@
 #   BENCH_HOLD       how long they are held              5s / 2s
 #   BENCH_REPS       repetitions (at least 3 advised)       3 / 3
 #   BENCH_RATE       latency scenario rate, msgs/s       5000 / 5000
-#   BENCH_BROKERS, BENCH_BROKER_CORE, BENCH_LOAD_CORE, BENCH_RUMQTTD_INSTALL_TIMEOUT (600 s)
+#   BENCH_BROKERS, BENCH_BROKER_CORE, BENCH_LOAD_CORE, BENCH_RUMQTTD_INSTALL_TIMEOUT (600 s),
+#   BENCH_SKIP_BUILD=1 (use target/release as it is)
 # Every run is bounded by `timeout`; the whole script by its scenario count.
 set -euo pipefail
 
@@ -59,8 +60,12 @@ command -v python3 >/dev/null || { log "python3 is needed to summarise the resul
 command -v taskset >/dev/null || { log "taskset (util-linux) is needed to pin processes"; exit 1; }
 
 # --- binaries ---------------------------------------------------------------------------
-log "building release binaries (amqtt, amqtt_bench)"
-(cd "$ROOT" && cargo build --release -q -p amqtt-cli --bin amqtt --bin amqtt_bench)
+if [ "${BENCH_SKIP_BUILD:-0}" = 1 ] && [ -x "$ROOT/target/release/amqtt" ] && [ -x "$ROOT/target/release/amqtt_bench" ]; then
+  log "BENCH_SKIP_BUILD=1: using the release binaries already in target/release"
+else
+  log "building release binaries (amqtt, amqtt_bench)"
+  (cd "$ROOT" && cargo build --release -q -p amqtt-cli --bin amqtt --bin amqtt_bench)
+fi
 AMQTT="$ROOT/target/release/amqtt"
 BENCH="$ROOT/target/release/amqtt_bench"
 
