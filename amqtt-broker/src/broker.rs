@@ -150,6 +150,7 @@ impl Broker {
             extensions.access.clone(),
             events.clone(),
             limits.max_queued_messages,
+            extensions.stats.clone(),
         );
         let listeners = config
             .listeners

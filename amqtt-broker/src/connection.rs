@@ -632,6 +632,7 @@ impl<T: Transport> Conn<T> {
                 self.shared.stats.packet_sent(true);
             }
             if let Some(dropped) = dropped {
+                self.shared.stats.publish_dropped();
                 let n = attached.sub.count_drop();
                 if n == 1 || n.is_multiple_of(1000) {
                     tracing::warn!(client_id = %attached.info.client_id, topic = %dropped.topic, dropped_total = n, "dropped a message: the client's session queue is full");
@@ -684,6 +685,7 @@ impl<T: Transport> Conn<T> {
                     if let Some(dropped) = session.enqueue(message) {
                         tracing::warn!(client_id = %sub.client_id, topic = %dropped.topic, "dropped a queued message: the session queue is full");
                         sub.count_drop();
+                        shared.stats.publish_dropped();
                     }
                 }
                 let subscriptions = state

@@ -19,6 +19,7 @@ use parking_lot::RwLock;
 
 use crate::events::{BrokerEvent, Events};
 use crate::hooks::{AccessControl, Action, ClientInfo};
+use crate::plugins::BrokerStats;
 use crate::sessions::{Delivery, SubRef, Subscriber, SubscriberState};
 use crate::store::{Enqueued, RetainOutcome, RetainedStore, SessionStore};
 use trie::SubscriptionTrie;
@@ -32,6 +33,8 @@ pub(crate) struct Router {
     filters_topics: bool,
     events: Events,
     max_queued: usize,
+    /// Where drops are counted for `$SYS/broker/messages/publish/dropped`.
+    stats: Arc<BrokerStats>,
 }
 
 #[derive(Default)]
@@ -55,6 +58,7 @@ impl Router {
         access: Arc<dyn AccessControl>,
         events: Events,
         max_queued: usize,
+        stats: Arc<BrokerStats>,
     ) -> Router {
         let filters_topics = access.filters_topics();
         Router {
@@ -65,6 +69,7 @@ impl Router {
             filters_topics,
             events,
             max_queued,
+            stats,
         }
     }
 
@@ -171,6 +176,7 @@ impl Router {
     }
 
     fn log_drop(&self, sub: &Subscriber, dropped: &Message, why: &str) {
+        self.stats.publish_dropped();
         let n = sub.count_drop();
         if n == 1 || n.is_multiple_of(1000) {
             tracing::warn!(

@@ -4,8 +4,11 @@
 //! config file is a one-line error naming the file, the key and what was expected, and exit
 //! status 1 (aMQTT silently falls back to its defaults). Ctrl-C and SIGTERM stop the broker
 //! cleanly: clients are disconnected and queued writes flushed, then the process exits 0.
+//! SIGHUP re-reads the config file and reloads password files and ACLs without dropping
+//! clients; a reload that fails keeps every old setting and logs why. `--check-config`
+//! validates a config (plugins, password files, certificate files included) and exits.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use amqtt_broker::{Broker, BrokerConfig};
@@ -26,10 +29,17 @@ struct Args {
     /// Enable debug messages
     #[arg(short = 'd')]
     debug: bool,
+    /// Validate the configuration given with -c and exit: 0 when it is valid, 1 with
+    /// `file:line: key: problem` when it is not
+    #[arg(long = "check-config", requires = "config")]
+    check_config: bool,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if args.check_config {
+        return check_config(args.config.as_deref());
+    }
     init_logging(args.debug);
     let config = match &args.config {
         Some(path) => match BrokerConfig::from_yaml_file(path) {
@@ -51,10 +61,88 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(config))
+    runtime.block_on(run(config, args.config))
 }
 
-async fn run(config: BrokerConfig) -> ExitCode {
+/// `--check-config`: loads the file as the broker would (plugins and their password files
+/// included), checks that the certificate files it names exist, and reports the first problem
+/// as `file:line: key: problem`.
+fn check_config(path: Option<&Path>) -> ExitCode {
+    let Some(path) = path else {
+        eprintln!("amqtt: --check-config needs -c FILE");
+        return ExitCode::FAILURE;
+    };
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let report = |key: &str, problem: &dyn std::fmt::Display| {
+        let line = line_of_key(&text, key);
+        eprintln!("{}:{line}: {key}: {problem}", path.display());
+        ExitCode::FAILURE
+    };
+    let config = match BrokerConfig::from_yaml_file(path) {
+        Ok(config) => config,
+        Err(e) => return report(&e.key, &e.message),
+    };
+    for (name, l) in &config.listeners {
+        let files = [
+            ("certfile", &l.certfile),
+            ("keyfile", &l.keyfile),
+            ("cafile", &l.cafile),
+            ("capath", &l.capath),
+        ];
+        for (key, file) in files {
+            if let Some(file) = file {
+                if !file.exists() {
+                    let key = format!("listeners.{name}.{key}");
+                    return report(&key, &format!("{} does not exist", file.display()));
+                }
+            }
+        }
+    }
+    match Broker::new(config) {
+        Ok(_) => {
+            println!("{}: configuration OK", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(amqtt_broker::BrokerError::Config(e)) => report(&e.key, &e.message),
+        Err(e) => report("plugins", &e),
+    }
+}
+
+/// The 1-based line of the YAML key at dotted path `key` in `text` (1 when it cannot be
+/// found). Segments are matched greedily, so plugin names containing dots are found too.
+fn line_of_key(text: &str, key: &str) -> usize {
+    let segments: Vec<&str> = key.split('.').filter(|s| !s.is_empty()).collect();
+    let lines: Vec<&str> = text.lines().collect();
+    let mut found = 0; // index of the last line matched
+    let mut from = 0;
+    let mut i = 0;
+    while i < segments.len() {
+        let mut matched = false;
+        // The longest run of segments that names one key.
+        for j in (i + 1..=segments.len()).rev() {
+            let name = segments.get(i..j).map(|s| s.join(".")).unwrap_or_default();
+            let hit = lines.iter().enumerate().skip(from).find(|(_, l)| {
+                let t = l.trim_start().trim_start_matches("- ");
+                let t = t.trim_start_matches(['"', '\'']);
+                t.strip_prefix(name.as_str())
+                    .is_some_and(|rest| rest.trim_start_matches(['"', '\'']).starts_with(':'))
+            });
+            if let Some((n, _)) = hit {
+                found = n;
+                from = n + 1;
+                i = j;
+                matched = true;
+                break;
+            }
+        }
+        if !matched {
+            break;
+        }
+    }
+    found + 1
+}
+
+async fn run(config: BrokerConfig, path: Option<PathBuf>) -> ExitCode {
     let broker = match Broker::new(config) {
         Ok(broker) => broker,
         Err(e) => {
@@ -67,12 +155,56 @@ async fn run(config: BrokerConfig) -> ExitCode {
         broker.shutdown().await;
         return ExitCode::FAILURE;
     }
-    match stop_signal().await {
-        Ok(signal) => tracing::info!("{signal} received: stopping the broker"),
-        Err(e) => tracing::error!("cannot wait for a stop signal ({e}); stopping the broker"),
+    tokio::select! {
+        stopped = stop_signal() => match stopped {
+            Ok(signal) => tracing::info!("{signal} received: stopping the broker"),
+            Err(e) => tracing::error!("cannot wait for a stop signal ({e}); stopping the broker"),
+        },
+        () = reload_on_hangup(&broker, path.as_deref()) => {}
     }
     broker.shutdown().await;
     ExitCode::SUCCESS
+}
+
+/// On every SIGHUP, re-reads the config file and reloads the plugins' password files and ACLs
+/// ([`Broker::reload_plugins`]); a file that no longer loads keeps every old setting (unlike
+/// mosquitto before CVE-2017-7652). Never returns on Unix; returns at once elsewhere or when
+/// the signal cannot be watched (the caller then waits only for a stop signal).
+async fn reload_on_hangup(broker: &Broker, path: Option<&Path>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hup = match signal(SignalKind::hangup()) {
+            Ok(hup) => hup,
+            Err(e) => {
+                tracing::warn!("cannot watch SIGHUP ({e}); reloading is disabled");
+                return std::future::pending().await;
+            }
+        };
+        while hup.recv().await.is_some() {
+            let Some(path) = path else {
+                tracing::info!("SIGHUP received: no config file to reload (started without -c)");
+                continue;
+            };
+            let reloaded = BrokerConfig::from_yaml_file(path)
+                .and_then(|config| broker.reload_plugins(&config));
+            match reloaded {
+                Ok(()) => tracing::info!(
+                    "SIGHUP received: reloaded password files and ACLs from {}",
+                    path.display()
+                ),
+                Err(e) => tracing::error!(
+                    "SIGHUP received: reload failed, keeping the previous settings: {e}"
+                ),
+            }
+        }
+        std::future::pending().await
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (broker, path);
+        std::future::pending().await
+    }
 }
 
 /// Waits for Ctrl-C (SIGINT) or SIGTERM; returns which.
