@@ -23,6 +23,7 @@ use crate::connection::{self, ListenerState};
 use crate::error::BrokerError;
 use crate::events::{EventHook, Events, LifecycleEvent};
 use crate::hooks::{AccessControl, AllowAll};
+use crate::listener::{self, Upgrader};
 use crate::plugins::{BrokerStats, PluginManager};
 use crate::router::Router;
 use crate::sessions::Registry;
@@ -102,6 +103,8 @@ pub(crate) struct Shared {
     pub(crate) filters_topics: bool,
     pub(crate) events: Events,
     pub(crate) listeners: HashMap<String, Arc<ListenerState>>,
+    /// TLS and WebSocket handshakes of the listeners that have them.
+    pub(crate) upgraders: HashMap<String, Arc<Upgrader>>,
     pub(crate) cancel: CancellationToken,
     pub(crate) stats: Arc<BrokerStats>,
     pub(crate) plugins: Option<Arc<PluginManager>>,
@@ -164,6 +167,13 @@ impl Broker {
                 (name.clone(), Arc::new(state))
             })
             .collect();
+        let mut upgraders = HashMap::new();
+        for (name, l) in &config.listeners {
+            let path = format!("listeners.{name}");
+            if let Some(upgrader) = Upgrader::for_listener(l, &path, limits.max_packet_size)? {
+                upgraders.insert(name.clone(), Arc::new(upgrader));
+            }
+        }
         let shared = Shared {
             config,
             server_config,
@@ -174,6 +184,7 @@ impl Broker {
             filters_topics,
             events,
             listeners,
+            upgraders,
             cancel: CancellationToken::new(),
             stats: extensions.stats,
             plugins: extensions.plugins,
@@ -216,7 +227,7 @@ impl Broker {
         self.shared.events.lifecycle(LifecycleEvent::PreStart).await;
         let mut bound = Vec::new();
         for (name, listener) in &self.shared.config.listeners {
-            if listener.listener_type != ListenerType::Tcp {
+            if listener.listener_type == ListenerType::External {
                 continue;
             }
             let Some((host, port)) = listener.bind_host_port() else {
@@ -244,7 +255,9 @@ impl Broker {
                 }
             };
             let addr = socket.local_addr()?;
-            tracing::info!(listener = %name, %addr, max_connections = listener.max_connections, "listening (tcp)");
+            let upgrader = self.shared.upgraders.get(name).cloned();
+            let kind = upgrader.as_ref().map_or("tcp", |u| u.kind());
+            tracing::info!(listener = %name, %addr, max_connections = listener.max_connections, "listening ({kind})");
             bound.push((name.clone(), addr));
             let Some(state) = self.shared.listeners.get(name).cloned() else {
                 continue;
@@ -254,6 +267,7 @@ impl Broker {
                 self.shared.clone(),
                 state,
                 self.tracker.clone(),
+                upgrader,
             ));
         }
         if let Some(interval) = self.shared.config.session_expiry_interval {
@@ -441,6 +455,7 @@ async fn accept_loop(
     shared: Arc<Shared>,
     listener: Arc<ListenerState>,
     tracker: TaskTracker,
+    upgrader: Option<Arc<Upgrader>>,
 ) {
     loop {
         let accepted = tokio::select! {
@@ -459,6 +474,18 @@ async fn accept_loop(
                     tracing::debug!(%peer, "set_nodelay failed: {e}");
                 }
                 tracing::debug!(listener = %listener.name, %peer, "accepted a connection");
+                if let Some(upgrader) = &upgrader {
+                    // TLS and WebSocket handshakes run in the connection's task.
+                    tracker.spawn(listener::serve_upgraded(
+                        stream,
+                        peer,
+                        shared.clone(),
+                        listener.name.clone(),
+                        slot,
+                        upgrader.clone(),
+                    ));
+                    continue;
+                }
                 tracker.spawn(connection::serve(
                     Tcp(stream),
                     shared.clone(),

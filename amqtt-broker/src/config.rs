@@ -628,19 +628,7 @@ fn check_listener(l: &ListenerConfig, path: &str) -> Result<(), ConfigError> {
             "`certfile` and `keyfile` must be given together",
         ));
     }
-    // TODO(#6): TLS and WebSocket listeners come with the transports issue.
-    if l.listener_type == ListenerType::Ws {
-        return Err(ConfigError::new(
-            join(path, "type"),
-            "`ws` listeners are not supported yet (use `tcp`, or `external` with Broker::external_connected)",
-        ));
-    }
-    if l.ssl {
-        return Err(ConfigError::new(
-            join(path, "ssl"),
-            "TLS listeners (`ssl: true`) are not supported yet",
-        ));
-    }
+    crate::listener::tls::check_files(l, path)?;
     Ok(())
 }
 
@@ -1134,13 +1122,29 @@ plugins:
     }
 
     #[test]
-    fn ws_and_tls_listeners_are_not_supported_yet() {
-        let e = err("listeners: {default: {type: ws, bind: \"127.0.0.1:8080\"}}");
-        assert_eq!(e.key, "listeners.default.type");
-        assert!(e.message.contains("not supported yet"), "{e}");
-        let e = err("listeners: {default: {ssl: true, certfile: a, keyfile: b}}");
-        assert_eq!(e.key, "listeners.default.ssl");
-        assert!(e.message.contains("not supported yet"), "{e}");
+    fn ws_listener_parses_with_its_default_port() {
+        let c =
+            BrokerConfig::from_yaml_str("listeners: {default: {type: ws, bind: \"127.0.0.1\"}}")
+                .unwrap();
+        let l = c.default_listener().unwrap();
+        assert_eq!(l.listener_type, ListenerType::Ws);
+        assert_eq!(l.bind_host_port(), Some(("127.0.0.1".to_owned(), PORT_WS)));
+    }
+
+    #[test]
+    fn ssl_without_certfile_is_an_error_naming_certfile() {
+        let e = err("listeners: {default: {ssl: true}}");
+        assert_eq!(e.key, "listeners.default.certfile");
+    }
+
+    #[test]
+    fn missing_certificate_file_is_an_error_naming_file_and_key() {
+        let e = err("listeners: {default: {ssl: on, certfile: /nonexistent/cert.pem, keyfile: /nonexistent/key.pem}}");
+        assert_eq!(e.key, "listeners.default.certfile");
+        assert!(e.message.contains("/nonexistent/cert.pem"), "{e}");
+        let e = err("listeners: {default: {type: ws, cafile: /nonexistent/ca.pem}}");
+        assert_eq!(e.key, "listeners.default.cafile");
+        assert!(e.message.contains("/nonexistent/ca.pem"), "{e}");
     }
 
     #[test]

@@ -28,6 +28,7 @@ mod connection;
 mod error;
 pub mod events;
 pub mod hooks;
+mod listener;
 pub mod plugins;
 mod router;
 mod sessions;

@@ -20,6 +20,7 @@ use crate::driver::{Command, Connector, Driver, DriverChannels, DriverConfig};
 use crate::error::ClientError;
 use crate::message::{ApplicationMessage, ConnectOutcome, ConnectionState, Messages, PublishToken};
 use crate::plugins::{ClientPlugin, PluginRegistry};
+use crate::transport::TransportOptions;
 use crate::uri::BrokerUri;
 
 /// An MQTT 3.1.1 client (aMQTT's `MQTTClient`).
@@ -167,17 +168,18 @@ impl MQTTClient {
         if params.cadata.is_some() {
             connection.cadata = params.cadata;
         }
-        // Fail early and clearly instead of retrying an impossible transport.
-        if uri.scheme != crate::uri::Scheme::Mqtt {
-            return Err(ClientError::UnsupportedScheme {
-                scheme: uri.scheme.as_str().to_string(),
-            });
-        }
+        // TLS files are read once, here: a bad file fails at once instead of being retried.
+        let transport = TransportOptions::new(
+            &uri,
+            &connection,
+            config.check_hostname,
+            config.verify_cert,
+            params.additional_headers,
+        )?;
         let options = self.connect_options(&uri, params.cleansession)?;
         let connector = Connector::Uri {
             uri,
-            connection,
-            headers: params.additional_headers,
+            transport,
             timeout: config.connection_timeout,
         };
         self.start(connector, options).await

@@ -28,11 +28,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::ConnectionConfig;
 use crate::error::ClientError;
 use crate::message::{ApplicationMessage, ConnectOutcome, ConnectionState};
 use crate::plugins::{ClientPlugin, PluginContext};
-use crate::transport::{self, BoxTransport};
+use crate::transport::{self, BoxTransport, TransportOptions};
 use crate::uri::BrokerUri;
 
 /// Bytes asked of the socket per read.
@@ -70,9 +69,7 @@ pub(crate) enum Connector {
     /// Opens the transport a URI names.
     Uri {
         uri: BrokerUri,
-        connection: ConnectionConfig,
-        /// Extra WebSocket handshake headers.
-        headers: Vec<(String, String)>,
+        transport: TransportOptions,
         timeout: Duration,
     },
 }
@@ -82,10 +79,9 @@ impl Connector {
         match self {
             Connector::Uri {
                 uri,
-                connection,
-                headers,
+                transport,
                 timeout,
-            } => transport::open(uri, connection, headers, *timeout).await,
+            } => transport::open(uri, transport, *timeout).await,
         }
     }
 

@@ -65,12 +65,13 @@ pub enum ClientError {
         /// What is wrong with it.
         reason: String,
     },
-    /// The URI asks for a transport this build does not have yet.
-    #[error("{scheme}:// is not supported yet (only mqtt:// is); TLS and WebSocket transports are a later issue")]
-    UnsupportedScheme {
-        /// The scheme, e.g. `mqtts`.
-        scheme: String,
-    },
+    /// TLS could not be set up, or the TLS handshake failed (e.g. the server's certificate
+    /// is not signed by a trusted CA; the message says which and what to change).
+    #[error("{0}")]
+    Tls(String),
+    /// The WebSocket upgrade failed (bad URL or header, refused by the server, …).
+    #[error("WebSocket: {0}")]
+    WebSocket(String),
     /// A topic name or filter is invalid.
     #[error("invalid topic '{topic}': {source}")]
     InvalidTopic {

@@ -20,19 +20,18 @@ async fn missing_client_id_is_generated_like_amqtt() {
 }
 
 #[tokio::test]
-async fn tls_and_websocket_schemes_are_not_supported_yet() {
-    let client = MQTTClient::new(Some("x".into()), test_config()).unwrap();
-    for uri in [
-        "mqtts://127.0.0.1:1",
-        "ws://127.0.0.1:1/mqtt",
-        "wss://127.0.0.1:1/mqtt",
-    ] {
+async fn tls_setup_problems_fail_connect_at_once_naming_the_key_and_unknown_schemes_too() {
+    let mut config = test_config();
+    config.connection.cafile = Some("/nonexistent/ca.pem".into());
+    let client = MQTTClient::new(Some("x".into()), config).unwrap();
+    for uri in ["mqtts://127.0.0.1:1", "wss://127.0.0.1:1/mqtt"] {
         let err = client.connect(uri).await.unwrap_err();
+        assert!(matches!(err, ClientError::Config(_)), "{err}");
+        let text = err.to_string();
         assert!(
-            matches!(err, ClientError::UnsupportedScheme { .. }),
-            "{err}"
+            text.contains("connection.cafile") && text.contains("/nonexistent/ca.pem"),
+            "{text}"
         );
-        assert!(err.to_string().contains("not supported yet"), "{err}");
     }
     let err = client.connect("http://127.0.0.1:1").await.unwrap_err();
     assert!(err.to_string().contains("incorrect scheme"), "{err}");

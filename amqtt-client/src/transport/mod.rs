@@ -1,8 +1,9 @@
 //! Transports: the byte streams MQTT runs over.
 //!
 //! The connection task only sees a [`Transport`]: any `AsyncRead + AsyncWrite` stream. Which
-//! one a URI asks for is decided here and nowhere else, so adding TLS or WebSocket means adding
-//! a module and an arm in [`open`]; the driver does not change. No MQTT is parsed here.
+//! one a URI asks for is decided here and nowhere else: `mqtt://` is TCP, `mqtts://` TLS over
+//! TCP, `ws://` WebSocket over TCP and `wss://` WebSocket over TLS over TCP. The driver does
+//! not know which it got. No MQTT is parsed here.
 
 use std::time::Duration;
 
@@ -13,6 +14,8 @@ use crate::error::ClientError;
 use crate::uri::{BrokerUri, Scheme};
 
 mod tcp;
+mod tls;
+mod ws;
 
 /// A byte stream the client can run MQTT over. Implemented for every suitable stream, so
 /// users and tests can hand the client their own (see [`crate::MQTTClient::connect_with`]).
@@ -23,23 +26,65 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Transport for T {}
 /// A boxed transport, as the connection task holds it.
 pub type BoxTransport = Box<dyn Transport>;
 
-/// Opens the transport `uri` asks for, within `timeout`. `connection` has the TLS files and
-/// `headers` the extra WebSocket handshake headers (both for the TLS/WebSocket transports).
+/// What opening a transport needs besides the URI, prepared once per `connect` (the TLS
+/// configuration reads its files here, so a bad file fails `connect` at once instead of
+/// being retried).
+pub(crate) struct TransportOptions {
+    tls: Option<tls::Tls>,
+    headers: Vec<(String, String)>,
+}
+
+impl TransportOptions {
+    /// Prepares the transport `uri` asks for: TLS for `mqtts` and `wss` (CA and client
+    /// certificate files from `connection`), the extra HTTP headers for `ws` and `wss`.
+    pub(crate) fn new(
+        uri: &BrokerUri,
+        connection: &ConnectionConfig,
+        check_hostname: bool,
+        verify_cert: bool,
+        additional_headers: Vec<(String, String)>,
+    ) -> Result<TransportOptions, ClientError> {
+        let tls = match uri.scheme {
+            Scheme::Mqtts | Scheme::Wss => {
+                Some(tls::Tls::new(connection, check_hostname, verify_cert)?)
+            }
+            Scheme::Mqtt | Scheme::Ws => None,
+        };
+        Ok(TransportOptions {
+            tls,
+            headers: additional_headers,
+        })
+    }
+}
+
+/// Opens the transport `uri` asks for, within `timeout` (TCP connect, TLS handshake and
+/// WebSocket upgrade together).
 pub(crate) async fn open(
     uri: &BrokerUri,
-    connection: &ConnectionConfig,
-    headers: &[(String, String)],
+    options: &TransportOptions,
     timeout: Duration,
 ) -> Result<BoxTransport, ClientError> {
-    // TLS files and headers are used by the TLS and WebSocket transports (a later issue).
-    let _ = (connection, headers);
     let opening = async {
-        match uri.scheme {
-            Scheme::Mqtt => tcp::connect(&uri.host, uri.port).await,
-            Scheme::Mqtts | Scheme::Ws | Scheme::Wss => Err(ClientError::UnsupportedScheme {
-                scheme: uri.scheme.as_str().to_string(),
-            }),
-        }
+        let tcp = tcp::connect(&uri.host, uri.port).await?;
+        let tls = match (&options.tls, uri.scheme) {
+            (Some(tls), Scheme::Mqtts | Scheme::Wss) => Some(tls),
+            _ => None,
+        };
+        let stream: BoxTransport = match (uri.scheme, tls) {
+            (Scheme::Mqtt, _) => Box::new(tcp),
+            (Scheme::Ws, _) => Box::new(ws::connect(tcp, &uri.ws_url, &options.headers).await?),
+            (Scheme::Mqtts, Some(tls)) => Box::new(tls.connect(tcp, &uri.host).await?),
+            (Scheme::Wss, Some(tls)) => {
+                let tls = tls.connect(tcp, &uri.host).await?;
+                Box::new(ws::connect(tls, &uri.ws_url, &options.headers).await?)
+            }
+            (Scheme::Mqtts | Scheme::Wss, None) => {
+                return Err(ClientError::Tls(
+                    "no TLS configuration prepared for this URI".to_owned(),
+                ))
+            }
+        };
+        Ok(stream)
     };
     match tokio::time::timeout(timeout, opening).await {
         Ok(result) => result,

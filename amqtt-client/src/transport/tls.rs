@@ -1,0 +1,319 @@
+//! TLS (`mqtts://`, and under `wss://`) with rustls and the `ring` provider.
+//!
+//! The server certificate is verified against the CAs of `cafile`/`capath`/`cadata` when one
+//! is given, else against the Mozilla roots of `webpki-roots`. Host names and IP addresses
+//! both work as the server name (an IP address is checked against the certificate's IP
+//! SANs). `check_hostname: false` verifies the chain but not the name; `verify_cert: false`
+//! (or [`ClientConfig::danger_accept_invalid_certs`]) accepts any certificate. A client
+//! certificate comes from `certfile` + `keyfile`. Every file problem is a config error naming
+//! the key and the file; a failed handshake says what the server presented and why it was
+//! refused.
+
+use std::fs;
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::{CertificateError, ClientConfig as TlsConfig, DigitallySignedStruct, RootCertStore};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+
+use crate::config::{ClientConfig, ConnectionConfig};
+use crate::error::{ClientError, ConfigError};
+
+impl ClientConfig {
+    /// Turns off every check of the server certificate (chain and host name): anyone on the
+    /// path can then read and change the traffic. For tests against self-signed brokers only;
+    /// the same as aMQTT's `verify_cert: false` with `check_hostname: false` and the CLI's
+    /// `--insecure`.
+    pub fn danger_accept_invalid_certs(mut self) -> ClientConfig {
+        self.verify_cert = false;
+        self.check_hostname = false;
+        self
+    }
+}
+
+/// A ready TLS client configuration (built once per `connect`, used by every reconnect).
+#[derive(Clone)]
+pub(crate) struct Tls {
+    connector: TlsConnector,
+}
+
+impl Tls {
+    /// Builds the rustls configuration; reads the CA and client certificate files.
+    pub(crate) fn new(
+        connection: &ConnectionConfig,
+        check_hostname: bool,
+        verify_cert: bool,
+    ) -> Result<Tls, ClientError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = TlsConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| ClientError::Tls(e.to_string()))?;
+        let builder = if !verify_cert {
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider)))
+        } else {
+            let roots = Arc::new(roots(connection)?);
+            if check_hostname {
+                builder.with_root_certificates(roots)
+            } else {
+                let inner = WebPkiServerVerifier::builder_with_provider(roots, provider)
+                    .build()
+                    .map_err(|e| ClientError::Tls(e.to_string()))?;
+                builder
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(IgnoreHostname(inner)))
+            }
+        };
+        let config = match (&connection.certfile, &connection.keyfile) {
+            (Some(certfile), Some(keyfile)) => {
+                let certs = read_certs(Path::new(certfile))
+                    .map_err(|m| invalid("connection.certfile", m))?;
+                let key = PrivateKeyDer::from_pem_file(keyfile).map_err(|e| {
+                    invalid(
+                        "connection.keyfile",
+                        format!("no PEM private key in {keyfile}: {e}"),
+                    )
+                })?;
+                builder.with_client_auth_cert(certs, key).map_err(|e| {
+                    invalid(
+                        "connection.keyfile",
+                        format!("{keyfile} does not fit {certfile}: {e}"),
+                    )
+                })?
+            }
+            _ => builder.with_no_client_auth(),
+        };
+        Ok(Tls {
+            connector: TlsConnector::from(Arc::new(config)),
+        })
+    }
+
+    /// Runs the TLS handshake over `stream` for server `host`.
+    pub(crate) async fn connect<S>(
+        &self,
+        stream: S,
+        host: &str,
+    ) -> Result<TlsStream<S>, ClientError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let name = ServerName::try_from(host.to_owned()).map_err(|e| {
+            ClientError::Tls(format!("'{host}' is not a valid server name for TLS: {e}"))
+        })?;
+        self.connector
+            .connect(name, stream)
+            .await
+            .map_err(|e| ClientError::Tls(explain(host, &e)))
+    }
+}
+
+/// The trust anchors: the configured CAs, or webpki-roots when none is configured.
+fn roots(connection: &ConnectionConfig) -> Result<RootCertStore, ClientError> {
+    let mut roots = RootCertStore::empty();
+    let mut configured = false;
+    if let Some(cafile) = &connection.cafile {
+        let certs = read_certs(Path::new(cafile)).map_err(|m| invalid("connection.cafile", m))?;
+        add(&mut roots, certs, "connection.cafile", cafile)?;
+        configured = true;
+    }
+    if let Some(capath) = &connection.capath {
+        let certs =
+            read_cert_dir(Path::new(capath)).map_err(|m| invalid("connection.capath", m))?;
+        add(&mut roots, certs, "connection.capath", capath)?;
+        configured = true;
+    }
+    if let Some(cadata) = &connection.cadata {
+        let certs = CertificateDer::pem_slice_iter(cadata.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| invalid("connection.cadata", format!("bad PEM: {e}")))?;
+        if certs.is_empty() {
+            return Err(invalid(
+                "connection.cadata",
+                "no PEM certificate in the text",
+            ));
+        }
+        add(&mut roots, certs, "connection.cadata", "cadata")?;
+        configured = true;
+    }
+    if !configured {
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    }
+    Ok(roots)
+}
+
+fn add(
+    roots: &mut RootCertStore,
+    certs: Vec<CertificateDer<'static>>,
+    key: &str,
+    origin: &str,
+) -> Result<(), ClientError> {
+    for cert in certs {
+        roots
+            .add(cert)
+            .map_err(|e| invalid(key, format!("bad CA certificate in {origin}: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Every PEM certificate in `file`; none at all is an error.
+fn read_certs(file: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = CertificateDer::pem_file_iter(file)
+        .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("cannot read certificates from {}: {e}", file.display()))?;
+    if certs.is_empty() {
+        return Err(format!("no PEM certificate in {}", file.display()));
+    }
+    Ok(certs)
+}
+
+/// Every PEM certificate in the regular files of `dir` (files without any are skipped).
+fn read_cert_dir(dir: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let entries =
+        fs::read_dir(dir).map_err(|e| format!("cannot read directory {}: {e}", dir.display()))?;
+    let mut certs = Vec::new();
+    for entry in entries {
+        let file = entry
+            .map_err(|e| format!("cannot read directory {}: {e}", dir.display()))?
+            .path();
+        if file.is_file() {
+            if let Ok(found) = read_certs(&file) {
+                certs.extend(found);
+            }
+        }
+    }
+    if certs.is_empty() {
+        return Err(format!("no PEM certificate in directory {}", dir.display()));
+    }
+    Ok(certs)
+}
+
+fn invalid(key: &str, message: impl Into<String>) -> ClientError {
+    ClientError::Config(ConfigError::Invalid {
+        key: key.to_owned(),
+        message: message.into(),
+    })
+}
+
+/// A handshake error with a hint at the usual cause.
+fn explain(host: &str, e: &std::io::Error) -> String {
+    let rustls_error = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+    let hint = match rustls_error {
+        Some(rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)) => {
+            " (the server's certificate is not signed by a trusted CA: give its CA with cafile, \
+             capath or cadata)"
+        }
+        Some(rustls::Error::InvalidCertificate(
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+        )) => " (the certificate does not name this host: connect with a name it lists)",
+        Some(rustls::Error::InvalidCertificate(_)) => "",
+        _ => "",
+    };
+    format!("TLS handshake with {host} failed: {e}{hint}")
+}
+
+/// `check_hostname: false`: the chain is verified, the name is not.
+#[derive(Debug)]
+struct IgnoreHostname(Arc<WebPkiServerVerifier>);
+
+impl ServerCertVerifier for IgnoreHostname {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+/// `verify_cert: false`: any certificate is accepted (the handshake signatures are still
+/// checked, so the peer holds the key of the certificate it shows).
+#[derive(Debug)]
+struct AcceptAnyCert(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAnyCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
