@@ -143,6 +143,15 @@ fn line_of_key(text: &str, key: &str) -> usize {
 }
 
 async fn run(config: BrokerConfig, path: Option<PathBuf>) -> ExitCode {
+    // Install the signal handlers before anything listens: a SIGTERM or SIGHUP sent as soon as
+    // the broker logs that it is listening must be handled, never kill the process.
+    let mut signals = match Signals::install() {
+        Ok(signals) => signals,
+        Err(e) => {
+            eprintln!("amqtt: cannot install the signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let broker = match Broker::new(config) {
         Ok(broker) => broker,
         Err(e) => {
@@ -155,74 +164,90 @@ async fn run(config: BrokerConfig, path: Option<PathBuf>) -> ExitCode {
         broker.shutdown().await;
         return ExitCode::FAILURE;
     }
-    tokio::select! {
-        stopped = stop_signal() => match stopped {
-            Ok(signal) => tracing::info!("{signal} received: stopping the broker"),
-            Err(e) => tracing::error!("cannot wait for a stop signal ({e}); stopping the broker"),
-        },
-        () = reload_on_hangup(&broker, path.as_deref()) => {}
+    loop {
+        match signals.next().await {
+            Received::Stop(signal) => {
+                tracing::info!("{signal} received: stopping the broker");
+                break;
+            }
+            Received::Reload => reload(&broker, path.as_deref()),
+        }
     }
     broker.shutdown().await;
     ExitCode::SUCCESS
 }
 
-/// On every SIGHUP, re-reads the config file and reloads the plugins' password files and ACLs
+/// Re-reads the config file and reloads the plugins' password files and ACLs
 /// ([`Broker::reload_plugins`]); a file that no longer loads keeps every old setting (unlike
-/// mosquitto before CVE-2017-7652). Never returns on Unix; returns at once elsewhere or when
-/// the signal cannot be watched (the caller then waits only for a stop signal).
-async fn reload_on_hangup(broker: &Broker, path: Option<&Path>) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut hup = match signal(SignalKind::hangup()) {
-            Ok(hup) => hup,
-            Err(e) => {
-                tracing::warn!("cannot watch SIGHUP ({e}); reloading is disabled");
-                return std::future::pending().await;
-            }
-        };
-        while hup.recv().await.is_some() {
-            let Some(path) = path else {
-                tracing::info!("SIGHUP received: no config file to reload (started without -c)");
-                continue;
-            };
-            let reloaded = BrokerConfig::from_yaml_file(path)
-                .and_then(|config| broker.reload_plugins(&config));
-            match reloaded {
-                Ok(()) => tracing::info!(
-                    "SIGHUP received: reloaded password files and ACLs from {}",
-                    path.display()
-                ),
-                Err(e) => tracing::error!(
-                    "SIGHUP received: reload failed, keeping the previous settings: {e}"
-                ),
-            }
+/// mosquitto before CVE-2017-7652).
+fn reload(broker: &Broker, path: Option<&Path>) {
+    let Some(path) = path else {
+        tracing::info!("SIGHUP received: no config file to reload (started without -c)");
+        return;
+    };
+    let reloaded =
+        BrokerConfig::from_yaml_file(path).and_then(|config| broker.reload_plugins(&config));
+    match reloaded {
+        Ok(()) => tracing::info!(
+            "SIGHUP received: reloaded password files and ACLs from {}",
+            path.display()
+        ),
+        Err(e) => {
+            tracing::error!("SIGHUP received: reload failed, keeping the previous settings: {e}")
         }
-        std::future::pending().await
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = (broker, path);
-        std::future::pending().await
     }
 }
 
-/// Waits for Ctrl-C (SIGINT) or SIGTERM; returns which.
-async fn stop_signal() -> std::io::Result<&'static str> {
+/// What a signal asks for.
+enum Received {
+    /// Ctrl-C (SIGINT) or SIGTERM: stop the broker.
+    Stop(&'static str),
+    /// SIGHUP: reload password files and ACLs.
+    Reload,
+}
+
+/// The signals the broker listens for, watched from the moment they are installed.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
-        tokio::select! {
-            _ = term.recv() => Ok("SIGTERM"),
-            _ = int.recv() => Ok("SIGINT"),
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Signals {
+                term: signal(SignalKind::terminate())?,
+                int: signal(SignalKind::interrupt())?,
+                hup: signal(SignalKind::hangup())?,
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(Signals {})
         }
     }
-    #[cfg(not(unix))]
-    {
-        tokio::signal::ctrl_c().await?;
-        Ok("Ctrl-C")
+
+    /// Waits for the next signal.
+    async fn next(&mut self) -> Received {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.term.recv() => Received::Stop("SIGTERM"),
+                _ = self.int.recv() => Received::Stop("SIGINT"),
+                _ = self.hup.recv() => Received::Reload,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            Received::Stop("Ctrl-C")
+        }
     }
 }
 
