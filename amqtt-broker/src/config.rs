@@ -124,7 +124,7 @@ pub struct Limits {
     /// (default 100); beyond it the client is disconnected.
     pub max_incoming_unreleased: usize,
     /// `max_topic_levels`: levels in a topic name or filter (default 128); a deeper filter
-    /// gets SUBACK 0x80, a deeper PUBLISH is dropped.
+    /// gets SUBACK 0x80, a deeper PUBLISH closes the connection.
     pub max_topic_levels: usize,
     /// `shutdown_timeout`: seconds `shutdown` waits for connections to flush (default 5).
     pub shutdown_timeout: Duration,

@@ -11,7 +11,7 @@
 //! that does not read its socket therefore stops being fed, its mailbox fills up and the router
 //! drops (and counts) for it alone.
 
-use std::future::{pending, poll_fn};
+use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -112,6 +112,8 @@ struct Conn<T> {
     conn_id: u64,
     attached: Option<Attached>,
     end: End,
+    /// The listener's connection slot, given back when the connection is gone.
+    _slot: Slot,
 }
 
 enum Step {
@@ -122,17 +124,19 @@ enum Step {
     Timer,
 }
 
-/// Serves one connection until it closes. Cancel-safe in the sense that shutdown is signalled
-/// through the broker's token, not by dropping this future.
-pub(crate) async fn serve<T: Transport>(
+/// Serves one connection until it closes. Shutdown is signalled through the broker's token;
+/// dropping the future drops the connection without publishing its will.
+pub(crate) fn serve<T: Transport>(
     io: T,
     shared: Arc<Shared>,
     listener: Arc<str>,
     peer: Option<SocketAddr>,
     slot: Slot,
-) {
+) -> impl Future<Output = ()> + Send {
+    // Not an `async fn`: the task is exactly `Conn::run`, without a wrapper holding a second
+    // copy of the connection state.
     let machine = ServerConnection::new(shared.server_config.clone(), now());
-    let conn = Conn {
+    let mut conn = Conn {
         io,
         kick: shared.cancel.child_token(),
         conn_id: shared.next_conn_id(),
@@ -144,9 +148,15 @@ pub(crate) async fn serve<T: Transport>(
         rbuf: BytesMut::new(),
         attached: None,
         end: End::Open,
+        _slot: slot,
     };
-    conn.run().await;
-    drop(slot);
+    // `conn` is used in place through `&mut`: an `async fn run(self)` would hold a second copy
+    // of the connection state in the task (the argument, and the local it is moved into).
+    async move {
+        conn.run().await;
+        // Boxed: it runs once, at the end; its state need not be part of every task.
+        Box::pin(conn.finish()).await;
+    }
 }
 
 /// The current time as the state machine sees it (steerable by tokio's paused clock in tests).
@@ -155,9 +165,11 @@ fn now() -> std::time::Instant {
 }
 
 impl<T: Transport> Conn<T> {
-    async fn run(mut self) {
+    async fn run(&mut self) {
         let sleep = tokio::time::sleep(Duration::from_secs(3600));
         tokio::pin!(sleep);
+        let kick = self.kick.clone().cancelled_owned();
+        tokio::pin!(kick);
         let mut armed: Option<std::time::Instant> = None;
         let mut kicked = false;
         loop {
@@ -165,12 +177,19 @@ impl<T: Transport> Conn<T> {
             if self.machine.is_closed() || self.end != End::Open {
                 break;
             }
-            let deadline = self.machine.poll_timeout();
-            if deadline != armed {
-                if let Some(d) = deadline {
-                    sleep.as_mut().reset(tokio::time::Instant::from_std(d));
+            // The keep-alive deadline moves with every packet received; re-arming the timer
+            // each time would touch the timer wheel per read. A later deadline keeps the timer
+            // armed at the earlier one: it fires early, `handle_timeout` is a no-op, and the
+            // timer is re-armed at the real deadline then.
+            match (self.machine.poll_timeout(), armed) {
+                (Some(deadline), Some(at)) if deadline >= at => {}
+                (Some(deadline), _) => {
+                    sleep
+                        .as_mut()
+                        .reset(tokio::time::Instant::from_std(deadline));
+                    armed = Some(deadline);
                 }
-                armed = deadline;
+                (None, _) => armed = None,
             }
             let mail_ok = self.attached.is_some() && self.out.len() < WRITE_HIGH_WATER;
             let reading = self.out.len() < READ_PAUSE && self.machine.wants_read();
@@ -180,16 +199,16 @@ impl<T: Transport> Conn<T> {
                     out,
                     rbuf,
                     attached,
-                    kick,
                     ..
-                } = &mut self;
-                let wake = async {
-                    match attached {
-                        Some(a) => a.sub.wake.notified().await,
-                        None => pending().await,
+                } = self;
+                let signal = attached.as_ref().map(|a| &a.sub.wake);
+                // One hand-written poll instead of `select!`: the only futures kept across
+                // iterations are the timer and the kick, so an idle connection's task stays small.
+                // Polled in priority order: kick, write, read, mailbox, timer.
+                poll_fn(|cx| {
+                    if !kicked && kick.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Step::Kicked);
                     }
-                };
-                let io_step = poll_fn(|cx| {
                     if !out.is_empty() {
                         if let Poll::Ready(r) = io.poll_write_from(cx, out) {
                             return Poll::Ready(Step::Wrote(r));
@@ -200,15 +219,19 @@ impl<T: Transport> Conn<T> {
                             return Poll::Ready(Step::Read(r));
                         }
                     }
+                    if mail_ok {
+                        if let Some(signal) = signal {
+                            if signal.poll(cx).is_ready() {
+                                return Poll::Ready(Step::Mail);
+                            }
+                        }
+                    }
+                    if armed.is_some() && sleep.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Step::Timer);
+                    }
                     Poll::Pending
-                });
-                tokio::select! {
-                    biased;
-                    _ = kick.cancelled(), if !kicked => Step::Kicked,
-                    step = io_step => step,
-                    _ = wake, if mail_ok => Step::Mail,
-                    _ = &mut sleep, if armed.is_some() => Step::Timer,
-                }
+                })
+                .await
             };
             match step {
                 Step::Kicked => {
@@ -248,7 +271,6 @@ impl<T: Transport> Conn<T> {
                 }
             }
         }
-        self.finish().await;
     }
 
     fn client_id(&self) -> &str {
@@ -285,9 +307,11 @@ impl<T: Transport> Conn<T> {
     async fn handle_event(&mut self, event: ServerEvent) {
         count_packets(&self.shared.stats, &event);
         match event {
-            ServerEvent::Connect(connect) => self.on_connect(*connect).await,
-            ServerEvent::Publish(publish) => self.on_publish(publish),
-            ServerEvent::Subscribe(subscribe) => self.on_subscribe(subscribe),
+            // Boxed: the CONNECT handling (authentication, takeover) happens once, and keeping
+            // its state out of the task keeps every idle connection's task small.
+            ServerEvent::Connect(connect) => Box::pin(self.on_connect(*connect)).await,
+            ServerEvent::Publish(publish) => self.on_publish(publish).await,
+            ServerEvent::Subscribe(subscribe) => Box::pin(self.on_subscribe(subscribe)).await,
             ServerEvent::Unsubscribe(unsubscribe) => self.on_unsubscribe(unsubscribe),
             ServerEvent::Delivered(_) => {}
             ServerEvent::Disconnect => {
@@ -361,7 +385,9 @@ impl<T: Transport> Conn<T> {
             self.machine.refuse(code);
             return;
         }
-        let Some((sub, session, session_present)) = self.attach(&info).await else {
+        let Some((sub, session, session_present)) =
+            Self::attach(&self.shared, self.conn_id, &self.kick, &info).await
+        else {
             self.machine.refuse(ConnectReturnCode::ServerUnavailable);
             return;
         };
@@ -391,8 +417,12 @@ impl<T: Transport> Conn<T> {
     /// from a connection that still drives it ([MQTT-3.1.4-2]). Returns the session to resume
     /// and whether it was present; `None` when the old connection did not let go in time or
     /// the broker is shutting down.
-    async fn attach(&self, info: &Arc<ClientInfo>) -> Option<(Arc<Subscriber>, Session, bool)> {
-        let shared = &self.shared;
+    async fn attach(
+        shared: &Shared,
+        conn_id: u64,
+        kick: &CancellationToken,
+        info: &Arc<ClientInfo>,
+    ) -> Option<(Arc<Subscriber>, Session, bool)> {
         let deadline = tokio::time::Instant::now() + TAKEOVER_DEADLINE;
         loop {
             let sub = shared.registry.get_or_create(info);
@@ -410,15 +440,15 @@ impl<T: Transport> Conn<T> {
                         tracing::info!(
                             client_id = %info.client_id,
                             old_connection = old.conn_id,
-                            new_connection = self.conn_id,
+                            new_connection = conn_id,
                             "taking over the session from the previous connection"
                         );
                         old.kick.cancel();
                     }
                     None => {
                         state.online = Some(Online {
-                            conn_id: self.conn_id,
-                            kick: self.kick.clone(),
+                            conn_id,
+                            kick: kick.clone(),
                         });
                         state.info = info.clone();
                         let store = &shared.router.sessions;
@@ -442,7 +472,7 @@ impl<T: Transport> Conn<T> {
             }
             tokio::select! {
                 _ = released => {}
-                _ = self.kick.cancelled() => return None,
+                _ = kick.cancelled() => return None,
                 _ = tokio::time::sleep_until(deadline) => {
                     tracing::warn!(client_id = %info.client_id, "the previous connection did not release the session in time");
                     return None;
@@ -451,7 +481,7 @@ impl<T: Transport> Conn<T> {
         }
     }
 
-    fn on_publish(&mut self, publish: Publish) {
+    async fn on_publish(&mut self, publish: Publish) {
         self.emit_packet(|| Packet::Publish(publish.clone()));
         let Some(attached) = &self.attached else {
             return;
@@ -470,7 +500,7 @@ impl<T: Transport> Conn<T> {
             message: &message,
         });
         let topic = &message.topic;
-        if topic.as_str().starts_with("$SYS") {
+        if is_sys_topic(topic.as_str()) {
             // [MQTT-4.7.2] `$SYS` is the broker's; clients may not publish there.
             tracing::warn!(client_id = %attached.info.client_id, %topic, "dropped a PUBLISH to a $SYS topic");
             return;
@@ -486,7 +516,8 @@ impl<T: Transport> Conn<T> {
         if shared.filters_topics
             && !shared
                 .access
-                .check_topic(&attached.info, topic.as_str(), Action::Publish)
+                .check_topic_async(&attached.info, topic.as_str(), Action::Publish)
+                .await
         {
             tracing::info!(client_id = %attached.info.client_id, %topic, "PUBLISH denied by topic filtering");
             return;
@@ -494,27 +525,31 @@ impl<T: Transport> Conn<T> {
         shared.router.route(Some(&attached.info), &message);
     }
 
-    fn on_subscribe(&mut self, subscribe: Subscribe) {
+    async fn on_subscribe(&mut self, subscribe: Subscribe) {
         self.emit_packet(|| Packet::Subscribe(subscribe.clone()));
         let Some(attached) = &self.attached else {
             return;
         };
         let shared = &self.shared;
+        let mut allowed = Vec::with_capacity(subscribe.filters.len());
+        for (filter, _) in &subscribe.filters {
+            let ok = filter.levels().count() <= shared.config.limits.max_topic_levels
+                && (!shared.filters_topics
+                    || shared
+                        .access
+                        .check_topic_async(&attached.info, filter.as_str(), Action::Subscribe)
+                        .await);
+            if !ok {
+                tracing::info!(client_id = %attached.info.client_id, %filter, "SUBSCRIBE refused");
+            }
+            allowed.push(ok);
+        }
         let mut codes = Vec::with_capacity(subscribe.filters.len());
         let mut granted = Vec::with_capacity(subscribe.filters.len());
         {
             let mut state = attached.sub.state.lock();
-            for (filter, qos) in subscribe.filters {
-                let too_deep = filter.levels().count() > shared.config.limits.max_topic_levels;
-                if too_deep
-                    || (shared.filters_topics
-                        && !shared.access.check_topic(
-                            &attached.info,
-                            filter.as_str(),
-                            Action::Subscribe,
-                        ))
-                {
-                    tracing::info!(client_id = %attached.info.client_id, %filter, "SUBSCRIBE refused");
+            for ((filter, qos), ok) in subscribe.filters.into_iter().zip(allowed) {
+                if !ok {
                     codes.push(SubAckReturnCode::Failure);
                     continue;
                 }
@@ -705,7 +740,7 @@ fn count_packets(stats: &BrokerStats, event: &ServerEvent) {
 /// Publishes a will on abnormal loss of the connection ([MQTT-3.1.2-8]), with its QoS and
 /// retain flag ([MQTT-3.1.2-15], [MQTT-3.1.2-17]).
 fn publish_will(shared: &Shared, info: &ClientInfo, will: LastWill) {
-    if will.topic.as_str().starts_with("$SYS") {
+    if is_sys_topic(will.topic.as_str()) {
         tracing::warn!(client_id = %info.client_id, topic = %will.topic, "dropped a will to a $SYS topic");
         return;
     }
@@ -717,4 +752,24 @@ fn publish_will(shared: &Shared, info: &ClientInfo, will: LastWill) {
         retain: will.retain,
     };
     shared.router.route(Some(info), &message);
+}
+
+/// Whether `topic` is in the broker's `$SYS` tree (`$SYS` or `$SYS/…`, not `$SYSTEM`).
+fn is_sys_topic(topic: &str) -> bool {
+    topic
+        .strip_prefix("$SYS")
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_sys_topic;
+
+    #[test]
+    fn sys_topics_are_the_sys_level_only() {
+        assert!(is_sys_topic("$SYS"));
+        assert!(is_sys_topic("$SYS/broker/uptime"));
+        assert!(!is_sys_topic("$SYSTEM/x"));
+        assert!(!is_sys_topic("SYS/x"));
+    }
 }

@@ -74,7 +74,22 @@ pub trait AccessControl: Send + Sync + 'static {
     /// Whether `client` may do `action` on `topic` (a topic name for publish and receive, a
     /// topic filter for subscribe). A denied PUBLISH is acknowledged and dropped, a denied
     /// SUBSCRIBE filter gets 0x80 in SUBACK, a denied receive is not delivered to that client.
+    ///
+    /// Called directly for [`Action::Receive`] (on the publisher's task, once per receiver, so it
+    /// must be quick), and through [`AccessControl::check_topic_async`] for the others.
     fn check_topic(&self, client: &ClientInfo, topic: &str, action: Action) -> bool;
+
+    /// The decision for [`Action::Publish`] and [`Action::Subscribe`], which may wait (e.g. on
+    /// an async plugin). The connection awaits it before handling its next packet, so a
+    /// client's packets stay in order. Defaults to [`AccessControl::check_topic`].
+    fn check_topic_async<'a>(
+        &'a self,
+        client: &'a ClientInfo,
+        topic: &'a str,
+        action: Action,
+    ) -> BoxFuture<'a, bool> {
+        Box::pin(std::future::ready(self.check_topic(client, topic, action)))
+    }
 }
 
 /// aMQTT's default: every client is accepted, no topic is filtered.

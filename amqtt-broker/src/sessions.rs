@@ -2,16 +2,18 @@
 //! points at, its bounded mailbox, and the registry of client ids used for takeover.
 //!
 //! A `Subscriber` outlives connections: while a connection drives it, messages routed to it go
-//! into its mailbox (a bounded `VecDeque` behind a short `parking_lot::Mutex`, plus a `Notify`
+//! into its mailbox (a bounded `VecDeque` behind a short `parking_lot::Mutex`, plus a [`MailSignal`]
 //! that wakes the connection task); while it is offline with clean session 0, they go into the
 //! [`SessionStore`](crate::store::SessionStore). Lock order, to stay deadlock-free: a
 //! subscriber's `state` may be held while taking the trie's lock, the registry's lock or the
 //! store's; never the other way round. No lock here is held across an `.await`.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
+use futures_util::task::AtomicWaker;
 use mqtt_codec::session::Message;
 use mqtt_codec::{QoS, TopicFilter};
 use parking_lot::Mutex;
@@ -26,7 +28,7 @@ pub(crate) struct Subscriber {
     pub(crate) client_id: Arc<str>,
     pub(crate) state: Mutex<SubscriberState>,
     /// Wakes the connection task when its mailbox goes from empty to non-empty.
-    pub(crate) wake: Notify,
+    pub(crate) wake: MailSignal,
     /// Signalled when the driving connection has let go (takeover waits for it).
     pub(crate) released: Notify,
     /// Messages dropped for this client because a bound was hit.
@@ -77,7 +79,7 @@ impl Subscriber {
                 info,
                 removed: false,
             }),
-            wake: Notify::new(),
+            wake: MailSignal::default(),
             released: Notify::new(),
             dropped: AtomicU64::new(0),
         }
@@ -108,6 +110,33 @@ impl Subscriber {
     /// Counts a dropped message; returns the running count (for rate-limited logs).
     pub(crate) fn count_drop(&self) -> u64 {
         self.dropped.fetch_add(1, Ordering::Relaxed) + 1
+    }
+}
+
+/// "The mailbox has messages": a flag and a waker, so a waiting connection task stores no
+/// future for it (a `Notify` waiter would add to every idle connection's task).
+#[derive(Debug, Default)]
+pub(crate) struct MailSignal {
+    pending: AtomicBool,
+    waker: AtomicWaker,
+}
+
+impl MailSignal {
+    /// Signals the connection task (a no-op until it polls, then it is woken at once).
+    pub(crate) fn notify(&self) {
+        self.pending.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
+    /// Ready (and reset) once signalled; otherwise registers `cx`'s waker.
+    pub(crate) fn poll(&self, cx: &mut Context<'_>) -> Poll<()> {
+        // Register first, then check: a `notify` in between is not lost.
+        self.waker.register(cx.waker());
+        if self.pending.swap(false, Ordering::AcqRel) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
     }
 }
 

@@ -62,7 +62,13 @@ impl Transport for Tcp {
             match self.0.try_read_buf(buf) {
                 Ok(n) => return Poll::Ready(Ok(n)),
                 // Readiness was stale; `try_read_buf` cleared it, so poll again to register.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                // Give back the buffer reserved for nothing: an idle connection holds none.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if buf.is_empty() {
+                        *buf = BytesMut::new();
+                    }
+                    continue;
+                }
                 Err(e) => return Poll::Ready(Err(e)),
             }
         }

@@ -58,12 +58,23 @@ pub(crate) fn write_fixed_header(
     first_byte: u8,
     remaining: usize,
 ) -> Result<(), EncodeError> {
+    let mut header = StackBuf::<5>::new();
+    put_fixed_header(&mut header, first_byte, remaining)?;
+    out.extend_from_slice(header.as_slice());
+    Ok(())
+}
+
+/// Puts a fixed header into `header`; `false` only if it does not fit.
+#[inline]
+pub(crate) fn put_fixed_header<const N: usize>(
+    header: &mut StackBuf<N>,
+    first_byte: u8,
+    remaining: usize,
+) -> Result<bool, EncodeError> {
     if remaining > MAX_REMAINING_LENGTH {
         return Err(EncodeError::PacketTooLarge(remaining));
     }
-    let mut header = [0u8; 5];
-    header[0] = first_byte;
-    let mut n = 1;
+    let mut fits = header.put(&[first_byte]);
     let mut value = remaining;
     loop {
         let mut byte = (value & 0x7f) as u8;
@@ -71,14 +82,45 @@ pub(crate) fn write_fixed_header(
         if value > 0 {
             byte |= 0x80;
         }
-        header[n] = byte;
-        n += 1;
+        fits &= header.put(&[byte]);
         if value == 0 {
-            break;
+            return Ok(fits);
         }
     }
-    out.extend_from_slice(&header[..n]);
-    Ok(())
+}
+
+/// A few bytes assembled on the stack, so that a header is appended with one copy.
+pub(crate) struct StackBuf<const N: usize> {
+    buf: [u8; N],
+    len: usize,
+}
+
+impl<const N: usize> StackBuf<N> {
+    #[inline]
+    pub(crate) fn new() -> StackBuf<N> {
+        StackBuf {
+            buf: [0; N],
+            len: 0,
+        }
+    }
+
+    /// Appends `bytes`; `false` (and nothing appended) if they do not fit.
+    #[inline]
+    pub(crate) fn put(&mut self, bytes: &[u8]) -> bool {
+        match self.buf.get_mut(self.len..self.len + bytes.len()) {
+            Some(dst) => {
+                dst.copy_from_slice(bytes);
+                self.len += bytes.len();
+                true
+            }
+            None => false,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        self.buf.get(..self.len).unwrap_or_default()
+    }
 }
 
 /// Appends a `u16`-prefixed UTF-8 string, refusing what a decoder would refuse:

@@ -158,7 +158,7 @@ impl Router {
             match outcome {
                 // Only the first message of a batch needs a wake-up: the task drains the
                 // whole mailbox each time it wakes.
-                Delivery::Mailbox if was_empty => sub.wake.notify_one(),
+                Delivery::Mailbox if was_empty => sub.wake.notify(),
                 Delivery::Mailbox => {}
                 Delivery::Dropped(dropped) => self.log_drop(sub, &dropped, "its mailbox is full"),
             }

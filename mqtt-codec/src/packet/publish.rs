@@ -14,7 +14,7 @@ use crate::error::{DecodeError, EncodeError};
 use crate::outbuf::OutBuf;
 use crate::topic::{check_name_bytes, TopicName, INLINE_TOPIC_LEN};
 use crate::types::{PacketId, QosPid};
-use crate::wire::{self, Reader};
+use crate::wire::{self, Reader, StackBuf};
 
 /// PUBLISH: an application message.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,7 +81,21 @@ impl Publish {
         let flags =
             u8::from(self.dup) << 3 | self.qos_pid.qos().as_u8() << 1 | u8::from(self.retain);
         let header_len = 1 + wire::remaining_length_len(remaining) + remaining - self.payload.len();
+        let topic = self.topic.as_str().as_bytes();
+        // Fixed header, topic and packet id in one copy when the topic is short.
+        let mut head = StackBuf::<{ 5 + 2 + INLINE_TOPIC_LEN + 2 }>::new();
+        let fits = wire::put_fixed_header(&mut head, kind::PUBLISH << 4 | flags, remaining)?
+            && head.put(&(topic.len() as u16).to_be_bytes())
+            && head.put(topic)
+            && match self.qos_pid.packet_id() {
+                Some(id) => head.put(&id.get().to_be_bytes()),
+                None => true,
+            };
         out.reserve(header_len + extra);
+        if fits {
+            out.extend_from_slice(head.as_slice());
+            return Ok(());
+        }
         wire::write_fixed_header(out, kind::PUBLISH << 4 | flags, remaining)?;
         wire::put_valid_string(out, self.topic.as_str());
         if let Some(id) = self.qos_pid.packet_id() {

@@ -1,0 +1,105 @@
+//! Heap held per idle connection, measured with a counting allocator (issue #8's target:
+//! idle connections hold no read or write buffers).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicIsize, Ordering};
+use std::time::Duration;
+
+use amqtt_broker::{Broker, BrokerConfig};
+
+struct Counting;
+
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        System.alloc(layout)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        System.dealloc(ptr, layout)
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE.fetch_add(
+            new_size as isize - layout.size() as isize,
+            Ordering::Relaxed,
+        );
+        System.realloc(ptr, layout, new_size)
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+fn connect(addr: std::net::SocketAddr, i: usize) -> TcpStream {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let id = format!("idle-{i:06}");
+    let mut packet = vec![
+        0x10,
+        (12 + id.len()) as u8,
+        0,
+        4,
+        b'M',
+        b'Q',
+        b'T',
+        b'T',
+        4,
+        0x02,
+        0,
+        60,
+        0,
+        id.len() as u8,
+    ];
+    packet.extend_from_slice(id.as_bytes());
+    s.write_all(&packet).unwrap();
+    let mut ack = [0u8; 4];
+    s.read_exact(&mut ack).unwrap();
+    assert_eq!(ack, [0x20, 2, 0, 0]);
+    s
+}
+
+#[test]
+fn an_idle_connection_holds_little_heap() {
+    const N: usize = 500;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let config =
+        BrokerConfig::from_yaml_str("listeners: {default: {bind: \"127.0.0.1:0\"}}").unwrap();
+    let broker = Broker::new(config).unwrap();
+    rt.block_on(broker.start()).unwrap();
+    let addr = broker.local_addr("default").unwrap();
+    // Warm up (thread-locals, slab pages, registry capacity).
+    let warm: Vec<TcpStream> = (0..50).map(|i| connect(addr, i)).collect();
+    let mut clients = Vec::with_capacity(N);
+    let before = LIVE.load(Ordering::Relaxed);
+    for i in 0..N {
+        clients.push(connect(addr, 1000 + i));
+    }
+    // Every CONNACK was read: each connection's task has written it and gone idle (a ping
+    // round trip on the last one makes sure its write path finished too).
+    let last = clients.last_mut().unwrap();
+    last.write_all(&[0xc0, 0]).unwrap();
+    let mut resp = [0u8; 2];
+    last.read_exact(&mut resp).unwrap();
+    assert_eq!(resp, [0xd0, 0]);
+    let per_conn = (LIVE.load(Ordering::Relaxed) - before) / N as isize;
+    eprintln!("heap per idle connection: {per_conn} bytes");
+    drop(clients);
+    drop(warm);
+    rt.block_on(broker.shutdown());
+    // Measured: about 2.3 KB (the connection task is ~1.4 KB of it). Issue #8's target is
+    // ≤ 1.5 KB of RSS per idle connection; this bound catches regressions such as a read buffer
+    // kept while idle (8 KiB) or a second copy of the connection state in the task.
+    let bound = 3 * 1024;
+    assert!(
+        per_conn < bound,
+        "{per_conn} bytes of heap per idle connection (bound {bound})"
+    );
+}
