@@ -23,6 +23,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 #[command(
     name = "amqtt_pub",
     version,
+    after_help = PUB_EXAMPLES,
     disable_help_flag = true,
     disable_version_flag = true
 )]
@@ -203,11 +204,19 @@ async fn publish_all(
     pending.finish().await
 }
 
+const PUB_EXAMPLES: &str = "Examples:
+  amqtt_pub -t sensors/temp -m 21.5                       publish one message to 127.0.0.1:1883
+  amqtt_pub --url mqtt://user:pw@broker:1883 -t a/b -m hi -q 1 -r
+  tail -f app.log | amqtt_pub -t logs/app -l              one message per line, as lines arrive
+  amqtt_pub -h broker -p 1884 -t cmd -f commands.txt      one message per line of a file
+  amqtt_pub --url mqtts://broker:8883 --ca-file ca.pem -t a -m secure
+  amqtt_pub --url ws://broker:8080/mqtt -t a -m over-websocket";
+
 /// Publishes awaiting completion at once, at most this many.
 const MAX_PENDING: usize = 1024;
 
 #[derive(Default)]
-struct Pending(FuturesUnordered<PublishToken>);
+struct Pending(FuturesUnordered<PublishToken>, u64);
 
 impl Pending {
     async fn publish(
@@ -230,7 +239,11 @@ impl Pending {
 
     async fn next(&mut self) -> Result<(), CliError> {
         match self.0.next().await {
-            Some(done) => done.map_err(|e| CliError::failure(format!("publish failed: {e}"))),
+            Some(done) => {
+                done.map_err(|e| CliError::failure(format!("publish failed: {e}")))?;
+                self.1 += 1;
+                Ok(())
+            }
             None => Ok(()),
         }
     }
@@ -239,6 +252,8 @@ impl Pending {
         while !self.0.is_empty() {
             self.next().await?;
         }
+        // With -d, long runs (`-l`, `-f`, `--repeat`) end with how much went out.
+        tracing::debug!("published {} messages", self.1);
         Ok(())
     }
 }

@@ -21,10 +21,19 @@ use futures_util::StreamExt;
 
 /// Command line MQTT client to subscribe to one or more topics and display any messages
 /// received.
+const SUB_EXAMPLES: &str = "Examples:
+  amqtt_sub -t '#' -v                                     print every topic and payload
+  amqtt_sub --url mqtt://broker:1883 -t 'sensors/+' -n 10 exit after 10 messages
+  amqtt_sub -t alerts -W 5                                give up after 5 s without a message
+  amqtt_sub -t 'a/#' --json                               one JSON object per message
+  amqtt_sub --url mqtts://broker:8883 --ca-file ca.pem -t a
+  amqtt_sub --url ws://broker:8080/mqtt -t a";
+
 #[derive(Parser, Debug)]
 #[command(
     name = "amqtt_sub",
     version,
+    after_help = SUB_EXAMPLES,
     disable_help_flag = true,
     disable_version_flag = true
 )]
