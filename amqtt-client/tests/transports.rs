@@ -253,6 +253,7 @@ async fn bad_client_key_file_is_a_config_error_naming_it() {
 }
 
 #[tokio::test]
+#[allow(clippy::result_large_err)] // tungstenite's upgrade callback signature
 async fn websocket_handshake_carries_path_subprotocol_and_additional_headers() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
