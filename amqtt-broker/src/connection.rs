@@ -774,8 +774,7 @@ fn publish_will(shared: &Shared, info: &ClientInfo, will: LastWill) {
 /// Whether a topic name or filter is within `max_topic_length` bytes and `max_topic_levels`
 /// levels (CVE-2019-11779). The length is checked first: it bounds the level count's work.
 fn within_topic_limits(limits: &crate::config::Limits, topic: &str) -> bool {
-    topic.len() <= limits.max_topic_length
-        && topic.split('/').count() <= limits.max_topic_levels
+    topic.len() <= limits.max_topic_length && topic.split('/').count() <= limits.max_topic_levels
 }
 
 /// Whether `topic` is in the broker's `$SYS` tree (`$SYS` or `$SYS/…`, not `$SYSTEM`).

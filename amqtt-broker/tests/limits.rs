@@ -131,7 +131,10 @@ fn max_topic_length_defaults_to_the_spec_maximum_and_rejects_nonsense() {
     }
     let mut c = BrokerConfig::from_yaml_str(base).expect("config");
     c.limits.max_topic_length = 0;
-    assert!(amqtt_broker::Broker::new(c).is_err(), "validate() checks it");
+    assert!(
+        amqtt_broker::Broker::new(c).is_err(),
+        "validate() checks it"
+    );
 }
 
 /// Connects with `keep_alive` seconds, then stays silent; returns how long after the CONNACK
@@ -203,7 +206,13 @@ async fn max_inflight_holds_back_the_message_beyond_the_window_until_an_ack() {
         }
         // limit + 1: held back while `limit` are unacknowledged…
         publisher
-            .publish("w/x", &[limit as u8 + 1], QoS::AtLeastOnce, false, limit + 1)
+            .publish(
+                "w/x",
+                &[limit as u8 + 1],
+                QoS::AtLeastOnce,
+                false,
+                limit + 1,
+            )
             .await;
         sub.expect_nothing().await;
         // …and sent as soon as one is acknowledged.
@@ -269,9 +278,16 @@ async fn max_queued_messages_drops_the_oldest_beyond_the_limit() {
             let payloads: Vec<Vec<u8>> = (1..=n).map(|i| numbered(i, 1)).collect();
             let got = queued_while_offline(&b, &format!("queued-{n}"), &payloads).await;
             let want: Vec<Bytes> = (first_kept..=n).map(|i| Bytes::from(vec![i])).collect();
-            assert_eq!(got, want, "{n} messages queued with max_queued_messages {limit}");
+            assert_eq!(
+                got, want,
+                "{n} messages queued with max_queued_messages {limit}"
+            );
             let dropped = b.broker.stats().publish_dropped - before;
-            assert_eq!(dropped, u64::from(first_kept - 1), "{n} messages: drops counted");
+            assert_eq!(
+                dropped,
+                u64::from(first_kept - 1),
+                "{n} messages: drops counted"
+            );
         }
         still_served(&b).await;
         b.stop().await;
