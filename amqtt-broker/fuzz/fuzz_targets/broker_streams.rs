@@ -25,11 +25,34 @@ use tokio::task::JoinHandle;
 const CLIENT_IDS: [&str; 4] = ["shared", "shared", "other", ""];
 const USERS: [Option<&str>; 4] = [None, Some("alice"), Some("bob"), Some("anonymous")];
 const TOPICS: [&str; 12] = [
-    "a", "a/b", "a/x/c", "b/q", "s/1", "s/2", "$SYS/x", "$x/y", "public/p", "x/1", "/", "d/e/f/g/h/i",
+    "a",
+    "a/b",
+    "a/x/c",
+    "b/q",
+    "s/1",
+    "s/2",
+    "$SYS/x",
+    "$x/y",
+    "public/p",
+    "x/1",
+    "/",
+    "d/e/f/g/h/i",
 ];
 const FILTERS: [&str; 14] = [
-    "#", "+", "a/#", "+/b", "$SYS/#", "s/+", "public/#", "a/+/c", "x/1", "+/+/+", "$x/#", "/",
-    "s/1", "d/e/f/g/h/i/#",
+    "#",
+    "+",
+    "a/#",
+    "+/b",
+    "$SYS/#",
+    "s/+",
+    "public/#",
+    "a/+/c",
+    "x/1",
+    "+/+/+",
+    "$x/#",
+    "/",
+    "s/1",
+    "d/e/f/g/h/i/#",
 ];
 
 /// A broker with the default plugin set (packet logging on, so packet events run too).
@@ -208,7 +231,11 @@ fn encode(op: &Op) -> Option<(u8, Vec<u8>)> {
                 }),
             )
         }
-        Op::Subscribe { conn, pid: p, filters } => {
+        Op::Subscribe {
+            conn,
+            pid: p,
+            filters,
+        } => {
             let mut list: Vec<_> = filters
                 .iter()
                 .take(4)
@@ -225,7 +252,11 @@ fn encode(op: &Op) -> Option<(u8, Vec<u8>)> {
                 }),
             )
         }
-        Op::Unsubscribe { conn, pid: p, filters } => {
+        Op::Unsubscribe {
+            conn,
+            pid: p,
+            filters,
+        } => {
             let mut list: Vec<_> = filters.iter().take(4).map(|f| filter(*f)).collect();
             if list.is_empty() {
                 list.push(filter(0));
@@ -342,7 +373,11 @@ async fn run(input: Input) {
     for slot in slots.iter_mut().filter_map(Option::take) {
         close(slot).await;
     }
-    assert_eq!(broker.connected_clients(), 0, "a connection is still counted");
+    assert_eq!(
+        broker.connected_clients(),
+        0,
+        "a connection is still counted"
+    );
     // Persistent sessions may stay, at most one per client id ("" is never persistent).
     assert!(
         broker.session_count() <= 2,

@@ -21,6 +21,10 @@ fuzz_target!(|data: &[u8]| {
     // The same document through `from_yaml_value` gives the same config.
     if let Ok(value) = serde_yaml::from_str::<serde_yaml::Value>(text) {
         let again = BrokerConfig::from_yaml_value(value);
-        assert_eq!(again.ok().as_ref(), Some(&config), "from_yaml_value differs");
+        assert_eq!(
+            again.ok().as_ref(),
+            Some(&config),
+            "from_yaml_value differs"
+        );
     }
 });
