@@ -10,7 +10,7 @@ mod common;
 mod pki;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use amqtt_broker::{Broker, BrokerConfig};
@@ -73,7 +73,7 @@ fn url(kind: &str, addr: SocketAddr) -> String {
 }
 
 /// An aMQTT client config file: the CA, optionally a client certificate, no retries.
-fn client_yaml(pki: &Pki, name: &str, ca: &PathBuf, cert: Option<&pki::CertFiles>) -> PathBuf {
+fn client_yaml(pki: &Pki, name: &str, ca: &Path, cert: Option<&pki::CertFiles>) -> PathBuf {
     let mut yaml = format!(
         "reconnect_retries: 0\nconnection:\n  cafile: \"{}\"\n",
         ca.display()
@@ -255,7 +255,7 @@ async fn a_client_rides_out_a_broker_restart_over_wss() {
 }
 
 /// Publishes with `amqtt_pub -c CONFIG` to `url`; returns (code, stderr).
-async fn publish_with(config: &PathBuf, url: &str) -> (i32, String) {
+async fn publish_with(config: &Path, url: &str) -> (i32, String) {
     let args = strings(&[
         "-c",
         &config.display().to_string(),
