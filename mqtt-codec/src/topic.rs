@@ -10,7 +10,7 @@ use arrayvec::ArrayString;
 use bytestring::ByteString;
 
 use crate::error::DecodeError;
-use crate::wire::Reader;
+use crate::wire::{self, Cursor};
 
 /// The longest string MQTT can carry: a u16 length prefix ([MQTT-4.7.3-3]).
 pub const MAX_TOPIC_LEN: usize = 65_535;
@@ -136,22 +136,16 @@ impl TopicFilter {
     }
 
     /// Reads a `u16`-prefixed topic filter from a packet body, checking [MQTT-1.5.3-1],
-    /// [MQTT-1.5.3-2] and every filter rule. Short filters are copied inline, long ones share
-    /// the read buffer.
-    pub(crate) fn decode(body: &mut Reader) -> Result<TopicFilter, DecodeError> {
-        let len = usize::from(body.u16()?);
-        if len <= INLINE_TOPIC_LEN {
-            let raw = body.peek(len)?;
-            let filter = std::str::from_utf8(raw).map_err(|_| DecodeError::InvalidUtf8)?;
-            validate_filter(filter)?;
-            if let Some(inline) = TopicStr::inline(filter) {
-                body.skip(len);
-                return Ok(TopicFilter(inline));
-            }
-        }
-        let filter = ByteString::try_from(body.take(len)?).map_err(|_| DecodeError::InvalidUtf8)?;
-        validate_filter(&filter)?;
-        Ok(TopicFilter(TopicStr::Shared(filter)))
+    /// [MQTT-1.5.3-2] and every filter rule. Filters are copied out of the read buffer: short
+    /// ones inline, longer ones (rare, and SUBSCRIBE is not the hot path) into their own bytes.
+    #[inline]
+    pub(crate) fn decode(body: &mut Cursor<'_>) -> Result<TopicFilter, DecodeError> {
+        let filter = wire::utf8_str(body.binary()?)?;
+        validate_filter(filter)?;
+        Ok(TopicFilter(match TopicStr::inline(filter) {
+            Some(inline) => inline,
+            None => TopicStr::Shared(ByteString::from(filter.to_owned())),
+        }))
     }
 
     /// The filter as a string slice.
@@ -375,34 +369,48 @@ pub(crate) fn check_name_bytes(bytes: &[u8]) -> Result<(), DecodeError> {
     Err(DecodeError::WildcardInTopicName)
 }
 
-/// [MQTT-4.7.3-1..3], [MQTT-4.7.1-2] and [MQTT-4.7.1-3] in one pass: a U+0000 anywhere wins,
-/// otherwise the leftmost bad level decides.
+/// [MQTT-4.7.3-1..3], [MQTT-4.7.1-2] and [MQTT-4.7.1-3]: a U+0000 anywhere wins, otherwise
+/// the leftmost bad level decides.
+#[inline]
 fn validate_filter(s: &str) -> Result<(), DecodeError> {
     validate_len(s)?;
     let bytes = s.as_bytes();
-    let mut first_error = None;
-    // The current level: its length and which wildcards it holds.
-    let (mut len, mut plus, mut hash) = (0usize, false, false);
-    for (i, &b) in bytes.iter().enumerate() {
-        match b {
-            0 => return Err(DecodeError::NullCharacter),
-            b'/' => {
-                if first_error.is_none() {
-                    first_error = level_error(len, plus, hash, false);
-                }
-                (len, plus, hash) = (0, false, false);
-                continue;
-            }
-            b'+' => plus = true,
-            b'#' => hash = true,
-            _ => {}
+    // One branch-free pass (it vectorises) settles the common filter without `+`, `#` or NUL.
+    let suspect = bytes
+        .iter()
+        .map(|&b| u8::from(b == 0) | u8::from(b == b'+') | u8::from(b == b'#'))
+        .fold(0u8, |acc, hit| acc | hit);
+    if suspect == 0 {
+        return Ok(());
+    }
+    if memchr::memchr(0, bytes).is_some() {
+        return Err(DecodeError::NullCharacter);
+    }
+    // A level is bad exactly when one of its wildcards is bad, so the first bad wildcard lies in
+    // the leftmost bad level; that level's contents then decide which rule it breaks.
+    for at in memchr::memchr2_iter(b'+', b'#', bytes) {
+        let starts_level = at == 0 || bytes.get(at - 1) == Some(&b'/');
+        let ends_level = matches!(bytes.get(at + 1), None | Some(b'/'));
+        let is_last = at + 1 == bytes.len();
+        let fine = starts_level && ends_level && (bytes.get(at) == Some(&b'+') || is_last);
+        if fine {
+            continue;
         }
-        len += 1;
-        if i + 1 == bytes.len() && first_error.is_none() {
-            first_error = level_error(len, plus, hash, true);
+        let start = memchr::memrchr(b'/', bytes.get(..at).unwrap_or_default()).map_or(0, |p| p + 1);
+        let end = memchr::memchr(b'/', bytes.get(at..).unwrap_or_default())
+            .map_or(bytes.len(), |p| at + p);
+        let level = bytes.get(start..end).unwrap_or_default();
+        let error = level_error(
+            level.len(),
+            level.contains(&b'+'),
+            level.contains(&b'#'),
+            end == bytes.len(),
+        );
+        if let Some(error) = error {
+            return Err(error);
         }
     }
-    first_error.map_or(Ok(()), Err)
+    Ok(())
 }
 
 /// What is wrong with a filter level of `len` bytes holding `+` and/or `#`, if anything.

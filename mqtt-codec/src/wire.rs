@@ -177,12 +177,6 @@ impl Reader {
         Reader { body }
     }
 
-    /// How many bytes are left.
-    #[inline]
-    pub(crate) fn remaining(&self) -> usize {
-        self.body.len()
-    }
-
     /// Reads one byte.
     #[inline]
     pub(crate) fn u8(&mut self) -> Result<u8, DecodeError> {
@@ -199,12 +193,6 @@ impl Reader {
             return Err(DecodeError::Truncated);
         }
         Ok(self.body.get_u16())
-    }
-
-    /// Reads a packet id, refusing 0 ([MQTT-2.3.1-1]).
-    #[inline]
-    pub(crate) fn packet_id(&mut self) -> Result<PacketId, DecodeError> {
-        PacketId::new(self.u16()?).ok_or(DecodeError::ZeroPacketId)
     }
 
     /// Reads a `u16`-prefixed field as a slice of the body.
@@ -250,6 +238,96 @@ impl Reader {
     #[inline]
     pub(crate) fn owned_string(&mut self) -> Result<String, DecodeError> {
         Ok(String::from(self.string()?))
+    }
+
+    /// Succeeds only if the whole body was read.
+    #[inline]
+    pub(crate) fn finish(self) -> Result<(), DecodeError> {
+        match self.body.len() {
+            0 => Ok(()),
+            n => Err(DecodeError::TrailingBytes(n)),
+        }
+    }
+}
+
+/// `bytes` as a `&str` when they are all ASCII, the common case for topics, without running
+/// the general UTF-8 decoder; `None` if any byte is not ASCII (the caller then validates).
+#[inline]
+pub(crate) fn ascii_str(bytes: &[u8]) -> Option<&str> {
+    if bytes.is_ascii() {
+        // SAFETY: every sequence of ASCII bytes is well-formed UTF-8.
+        Some(unsafe { std::str::from_utf8_unchecked(bytes) })
+    } else {
+        None
+    }
+}
+
+/// `bytes` as a `&str`, or [`DecodeError::InvalidUtf8`] ([MQTT-1.5.3-1]); ASCII skips the
+/// general decoder.
+#[inline]
+pub(crate) fn utf8_str(bytes: &[u8]) -> Result<&str, DecodeError> {
+    match ascii_str(bytes) {
+        Some(s) => Ok(s),
+        None => std::str::from_utf8(bytes).map_err(|_| DecodeError::InvalidUtf8),
+    }
+}
+
+/// A cursor over one packet's body borrowed in place from the read buffer, for packets whose
+/// fields are all copied out (SUBSCRIBE, UNSUBSCRIBE, SUBACK, CONNACK): no split, no reference
+/// count. Every read checks the length first, so a short body is [`DecodeError::Truncated`].
+pub(crate) struct Cursor<'a> {
+    body: &'a [u8],
+}
+
+impl<'a> Cursor<'a> {
+    /// A cursor over a complete packet body (the bytes after the fixed header).
+    #[inline]
+    pub(crate) fn new(body: &'a [u8]) -> Cursor<'a> {
+        Cursor { body }
+    }
+
+    /// How many bytes are left.
+    #[inline]
+    pub(crate) fn remaining(&self) -> usize {
+        self.body.len()
+    }
+
+    /// Reads one byte.
+    #[inline]
+    pub(crate) fn u8(&mut self) -> Result<u8, DecodeError> {
+        let [byte, rest @ ..] = self.body else {
+            return Err(DecodeError::Truncated);
+        };
+        self.body = rest;
+        Ok(*byte)
+    }
+
+    /// Reads a big-endian `u16`.
+    #[inline]
+    pub(crate) fn u16(&mut self) -> Result<u16, DecodeError> {
+        let [hi, lo, rest @ ..] = self.body else {
+            return Err(DecodeError::Truncated);
+        };
+        self.body = rest;
+        Ok(u16::from_be_bytes([*hi, *lo]))
+    }
+
+    /// Reads a packet id, refusing 0 ([MQTT-2.3.1-1]).
+    #[inline]
+    pub(crate) fn packet_id(&mut self) -> Result<PacketId, DecodeError> {
+        PacketId::new(self.u16()?).ok_or(DecodeError::ZeroPacketId)
+    }
+
+    /// Reads a `u16`-prefixed field as a slice of the body.
+    #[inline]
+    pub(crate) fn binary(&mut self) -> Result<&'a [u8], DecodeError> {
+        let len = usize::from(self.u16()?);
+        if self.body.len() < len {
+            return Err(DecodeError::Truncated);
+        }
+        let (field, rest) = self.body.split_at(len);
+        self.body = rest;
+        Ok(field)
     }
 
     /// Succeeds only if the whole body was read.

@@ -110,6 +110,7 @@ impl Publish {
     ///
     /// The fields are parsed in place; only the payload (and a topic too long to be stored
     /// inline) is split off the buffer, so a PUBLISH costs one reference count, not a frame.
+    #[inline]
     pub(crate) fn decode_from(
         flags: u8,
         buf: &mut BytesMut,
@@ -170,8 +171,7 @@ fn parse_fields(flags: u8, body: &[u8]) -> Result<(Option<TopicName>, QosPid, us
     let raw = rest.get(..len).ok_or(DecodeError::Truncated)?;
     check_topic_name_bytes(raw)?;
     let topic = if len <= INLINE_TOPIC_LEN {
-        let name = std::str::from_utf8(raw).map_err(|_| DecodeError::InvalidUtf8)?;
-        TopicName::inline_from_checked(name)
+        TopicName::inline_from_checked(wire::utf8_str(raw)?)
     } else {
         None
     };
@@ -214,8 +214,7 @@ pub(crate) fn decode_topic_name(body: &mut Reader) -> Result<TopicName, DecodeEr
     let raw = body.peek(len)?;
     check_topic_name_bytes(raw)?;
     if len <= INLINE_TOPIC_LEN {
-        let name = std::str::from_utf8(raw).map_err(|_| DecodeError::InvalidUtf8)?;
-        if let Some(topic) = TopicName::inline_from_checked(name) {
+        if let Some(topic) = TopicName::inline_from_checked(wire::utf8_str(raw)?) {
             body.skip(len);
             return Ok(topic);
         }
