@@ -10,7 +10,7 @@ use arrayvec::ArrayString;
 use bytestring::ByteString;
 
 use crate::error::DecodeError;
-use crate::wire::{self, Cursor};
+use crate::wire::{Cursor, TopicBytes};
 
 /// The longest string MQTT can carry: a u16 length prefix ([MQTT-4.7.3-3]).
 pub const MAX_TOPIC_LEN: usize = 65_535;
@@ -140,8 +140,12 @@ impl TopicFilter {
     /// ones inline, longer ones (rare, and SUBSCRIBE is not the hot path) into their own bytes.
     #[inline]
     pub(crate) fn decode(body: &mut Cursor<'_>) -> Result<TopicFilter, DecodeError> {
-        let filter = wire::utf8_str(body.binary()?)?;
-        validate_filter(filter)?;
+        let raw = TopicBytes::scan(body.binary()?);
+        let filter = raw.to_str()?;
+        validate_len(filter)?;
+        if raw.has_special() {
+            check_filter_levels(filter.as_bytes())?;
+        }
         Ok(TopicFilter(match TopicStr::inline(filter) {
             Some(inline) => inline,
             None => TopicStr::Shared(ByteString::from(filter.to_owned())),
@@ -353,52 +357,71 @@ fn validate_name(s: &str) -> Result<(), DecodeError> {
 }
 
 /// The byte rules of a topic name: no U+0000 ([MQTT-4.7.3-2]), no wildcard ([MQTT-3.3.2-2]).
-/// One branch-free pass (it vectorises) for the common case of a clean name.
 #[inline]
-pub(crate) fn check_name_bytes(bytes: &[u8]) -> Result<(), DecodeError> {
-    let suspect = bytes
-        .iter()
-        .map(|&b| u8::from(b == 0) | u8::from(b == b'+') | u8::from(b == b'#'))
-        .fold(0u8, |acc, hit| acc | hit);
-    if suspect == 0 {
-        return Ok(());
+fn check_name_bytes(bytes: &[u8]) -> Result<(), DecodeError> {
+    if TopicBytes::scan(bytes).has_special() {
+        return Err(special_name_error(bytes));
     }
-    if bytes.contains(&0) {
-        return Err(DecodeError::NullCharacter);
-    }
-    Err(DecodeError::WildcardInTopicName)
+    Ok(())
 }
 
-/// [MQTT-4.7.3-1..3], [MQTT-4.7.1-2] and [MQTT-4.7.1-3]: a U+0000 anywhere wins, otherwise
-/// the leftmost bad level decides.
+/// Checks the raw topic name of a PUBLISH or a will against every rule, in one pass over its
+/// bytes for the common ASCII name: non-empty ([MQTT-4.7.3-1]), no U+0000 ([MQTT-4.7.3-2]), no
+/// wildcard ([MQTT-3.3.2-2]), UTF-8 ([MQTT-1.5.3-1]).
 #[inline]
+pub(crate) fn checked_name_str(raw: &[u8]) -> Result<&str, DecodeError> {
+    if raw.is_empty() {
+        return Err(DecodeError::EmptyTopic);
+    }
+    let scan = TopicBytes::scan(raw);
+    if scan.has_special() {
+        return Err(special_name_error(raw));
+    }
+    scan.to_str()
+}
+
+/// Which rule a name holding U+0000, `+` or `#` breaks: a U+0000 anywhere wins.
+#[cold]
+fn special_name_error(bytes: &[u8]) -> DecodeError {
+    if bytes.contains(&0) {
+        DecodeError::NullCharacter
+    } else {
+        DecodeError::WildcardInTopicName
+    }
+}
+
+/// [MQTT-4.7.3-1..3], [MQTT-4.7.1-2] and [MQTT-4.7.1-3].
 fn validate_filter(s: &str) -> Result<(), DecodeError> {
     validate_len(s)?;
-    let bytes = s.as_bytes();
-    // One branch-free pass (it vectorises) settles the common filter without `+`, `#` or NUL.
-    let suspect = bytes
-        .iter()
-        .map(|&b| u8::from(b == 0) | u8::from(b == b'+') | u8::from(b == b'#'))
-        .fold(0u8, |acc, hit| acc | hit);
-    if suspect == 0 {
-        return Ok(());
+    if TopicBytes::scan(s.as_bytes()).has_special() {
+        check_filter_levels(s.as_bytes())?;
     }
-    if memchr::memchr(0, bytes).is_some() {
+    Ok(())
+}
+
+/// The filter rules for a filter that holds U+0000, `+` or `#`: a U+0000 anywhere wins,
+/// otherwise the leftmost bad level decides.
+#[cold]
+fn check_filter_levels(bytes: &[u8]) -> Result<(), DecodeError> {
+    if bytes.contains(&0) {
         return Err(DecodeError::NullCharacter);
     }
     // A level is bad exactly when one of its wildcards is bad, so the first bad wildcard lies in
     // the leftmost bad level; that level's contents then decide which rule it breaks.
-    for at in memchr::memchr2_iter(b'+', b'#', bytes) {
+    for (at, &byte) in bytes.iter().enumerate() {
+        if byte != b'+' && byte != b'#' {
+            continue;
+        }
         let starts_level = at == 0 || bytes.get(at - 1) == Some(&b'/');
         let ends_level = matches!(bytes.get(at + 1), None | Some(b'/'));
         let is_last = at + 1 == bytes.len();
-        let fine = starts_level && ends_level && (bytes.get(at) == Some(&b'+') || is_last);
-        if fine {
+        if starts_level && ends_level && (byte == b'+' || is_last) {
             continue;
         }
-        let start = memchr::memrchr(b'/', bytes.get(..at).unwrap_or_default()).map_or(0, |p| p + 1);
-        let end = memchr::memchr(b'/', bytes.get(at..).unwrap_or_default())
-            .map_or(bytes.len(), |p| at + p);
+        let before = bytes.get(..at).unwrap_or_default();
+        let start = before.iter().rposition(|&b| b == b'/').map_or(0, |p| p + 1);
+        let after = bytes.get(at..).unwrap_or_default();
+        let end = after.iter().position(|&b| b == b'/').map_or(bytes.len(), |p| at + p);
         let level = bytes.get(start..end).unwrap_or_default();
         let error = level_error(
             level.len(),

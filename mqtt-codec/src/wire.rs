@@ -250,25 +250,67 @@ impl Reader {
     }
 }
 
-/// `bytes` as a `&str` when they are all ASCII, the common case for topics, without running
-/// the general UTF-8 decoder; `None` if any byte is not ASCII (the caller then validates).
-#[inline]
-pub(crate) fn ascii_str(bytes: &[u8]) -> Option<&str> {
-    if bytes.is_ascii() {
-        // SAFETY: every sequence of ASCII bytes is well-formed UTF-8.
-        Some(unsafe { std::str::from_utf8_unchecked(bytes) })
-    } else {
-        None
-    }
+/// One pass over the bytes of a topic name or filter, eight bytes at a time: whether any is
+/// U+0000, `+` or `#` (what the topic rules must look at more closely) and whether all are
+/// ASCII (then they are UTF-8 without running the general decoder).
+pub(crate) struct TopicBytes<'a> {
+    bytes: &'a [u8],
+    special: bool,
+    ascii: bool,
 }
 
-/// `bytes` as a `&str`, or [`DecodeError::InvalidUtf8`] ([MQTT-1.5.3-1]); ASCII skips the
-/// general decoder.
-#[inline]
-pub(crate) fn utf8_str(bytes: &[u8]) -> Result<&str, DecodeError> {
-    match ascii_str(bytes) {
-        Some(s) => Ok(s),
-        None => std::str::from_utf8(bytes).map_err(|_| DecodeError::InvalidUtf8),
+impl<'a> TopicBytes<'a> {
+    /// Scans `bytes`.
+    #[inline]
+    pub(crate) fn scan(bytes: &'a [u8]) -> TopicBytes<'a> {
+        const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+        const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+        // Exact for "is any byte of `v` zero" (it may misplace which one, never whether).
+        let zero_byte = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+        let word_flags = |v: u64| {
+            let special = zero_byte(v)
+                | zero_byte(v ^ (ONES * u64::from(b'+')))
+                | zero_byte(v ^ (ONES * u64::from(b'#')));
+            (special, v & HIGH)
+        };
+        let (mut special, mut high) = (0u64, 0u64);
+        let mut words = bytes.chunks_exact(8);
+        for word in &mut words {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(word);
+            let (s, h) = word_flags(u64::from_ne_bytes(w));
+            special |= s;
+            high |= h;
+        }
+        // The tail, padded with a byte that is ASCII and not special.
+        let tail = words.remainder();
+        let mut w = [b'a'; 8];
+        if let Some(dst) = w.get_mut(..tail.len()) {
+            dst.copy_from_slice(tail);
+        }
+        let (s, h) = word_flags(u64::from_ne_bytes(w));
+        TopicBytes {
+            bytes,
+            special: special | s != 0,
+            ascii: high | h == 0,
+        }
+    }
+
+    /// Whether some byte is U+0000, `+` or `#`.
+    #[inline]
+    pub(crate) fn has_special(&self) -> bool {
+        self.special
+    }
+
+    /// The bytes as a `&str`, or [`DecodeError::InvalidUtf8`] ([MQTT-1.5.3-1]).
+    #[inline]
+    pub(crate) fn to_str(&self) -> Result<&'a str, DecodeError> {
+        if self.ascii {
+            // SAFETY: `scan` found no byte with the high bit set, and every sequence of ASCII
+            // bytes is well-formed UTF-8.
+            return Ok(unsafe { std::str::from_utf8_unchecked(self.bytes) });
+        }
+        std::str::from_utf8(self.bytes).map_err(|_| DecodeError::InvalidUtf8)
     }
 }
 
@@ -411,6 +453,33 @@ mod tests {
         assert_eq!(r.string(), Err(DecodeError::InvalidUtf8));
         let mut r = Reader::new(Bytes::from_static(b"\x00\x05ab"));
         assert_eq!(r.string(), Err(DecodeError::Truncated));
+    }
+
+    #[test]
+    fn topic_bytes_finds_every_special_byte_at_every_position() {
+        for len in 0..40 {
+            let clean = vec![b'x'; len];
+            let scan = TopicBytes::scan(&clean);
+            assert!(!scan.has_special() && scan.to_str() == Ok(clean_str(&clean)));
+            for at in 0..len {
+                for special in [0, b'+', b'#'] {
+                    let mut bytes = clean.clone();
+                    bytes[at] = special;
+                    assert!(TopicBytes::scan(&bytes).has_special(), "{bytes:?}");
+                }
+                // A lone non-ASCII byte is not UTF-8; a whole character is.
+                let mut bytes = clean.clone();
+                bytes[at] = 0xc3;
+                assert_eq!(TopicBytes::scan(&bytes).to_str(), Err(DecodeError::InvalidUtf8));
+                bytes.insert(at + 1, 0xa9);
+                assert_eq!(TopicBytes::scan(&bytes).to_str().map(str::len), Ok(len + 1));
+                assert!(!TopicBytes::scan(&bytes).has_special());
+            }
+        }
+    }
+
+    fn clean_str(bytes: &[u8]) -> &str {
+        std::str::from_utf8(bytes).unwrap()
     }
 
     #[test]
