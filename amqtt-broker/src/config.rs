@@ -126,6 +126,10 @@ pub struct Limits {
     /// `max_topic_levels`: levels in a topic name or filter (default 128); a deeper filter
     /// gets SUBACK 0x80, a deeper PUBLISH closes the connection.
     pub max_topic_levels: usize,
+    /// `max_topic_length`: bytes in a topic name or filter (default 65,535, the spec's maximum
+    /// [MQTT-4.7.3-3]; 1 to 65,535); a longer filter gets SUBACK 0x80, a longer PUBLISH closes
+    /// the connection.
+    pub max_topic_length: usize,
     /// `shutdown_timeout`: seconds `shutdown` waits for connections to flush (default 5).
     pub shutdown_timeout: Duration,
 }
@@ -142,6 +146,7 @@ impl Default for Limits {
             max_queued_bytes: 64 * 1024 * 1024,
             max_incoming_unreleased: 100,
             max_topic_levels: 128,
+            max_topic_length: MAX_TOPIC_LENGTH,
             shutdown_timeout: Duration::from_secs(5),
         }
     }
@@ -194,6 +199,8 @@ const PORT_TCP: u16 = 1883;
 const PORT_WS: u16 = 8883;
 /// The largest packet MQTT can express: 268,435,455 bytes of body plus a 5-byte fixed header.
 const MAX_PACKET_SIZE_LIMIT: u64 = 268_435_460;
+/// The longest topic name or filter the spec allows ([MQTT-4.7.3-3]).
+const MAX_TOPIC_LENGTH: usize = 65_535;
 
 impl BrokerConfig {
     /// Reads a config from aMQTT-style YAML text.
@@ -256,6 +263,12 @@ impl BrokerConfig {
             return Err(ConfigError::new(
                 "connect_timeout",
                 "expected more than 0 seconds",
+            ));
+        }
+        if l.max_topic_length == 0 || l.max_topic_length > MAX_TOPIC_LENGTH {
+            return Err(ConfigError::new(
+                "max_topic_length",
+                format!("expected 1 to {MAX_TOPIC_LENGTH}"),
             ));
         }
         if l.max_inflight == 0 {
@@ -471,6 +484,9 @@ fn parse_limits(map: &mut Section<'_>) -> Result<Limits, ConfigError> {
     }
     if let Some((v, path)) = map.take("max_topic_levels") {
         limits.max_topic_levels = size_in(v, &path, 1, u64::from(u16::MAX))?;
+    }
+    if let Some((v, path)) = map.take("max_topic_length") {
+        limits.max_topic_length = size_in(v, &path, 1, MAX_TOPIC_LENGTH as u64)?;
     }
     if let Some((v, path)) = map.take("shutdown_timeout") {
         limits.shutdown_timeout = duration(v, &path)?;

@@ -535,12 +535,13 @@ impl<T: Transport> Conn<T> {
             tracing::warn!(client_id = %attached.info.client_id, %topic, "dropped a PUBLISH to a $SYS topic");
             return;
         }
-        if topic.levels().count() > shared.config.limits.max_topic_levels {
+        if !within_topic_limits(&shared.config.limits, topic.as_str()) {
             // A SUBSCRIBE can be refused with 0x80, a PUBLISH cannot: like mosquitto since
-            // CVE-2019-11779, a topic deeper than `max_topic_levels` closes the connection.
-            tracing::warn!(client_id = %attached.info.client_id, "closing: a PUBLISH whose topic has more than max_topic_levels levels");
+            // CVE-2019-11779, a topic deeper than `max_topic_levels` (or longer than
+            // `max_topic_length`) closes the connection.
+            tracing::warn!(client_id = %attached.info.client_id, "closing: a PUBLISH whose topic exceeds max_topic_levels or max_topic_length");
             self.machine.close();
-            self.lost("PUBLISH topic deeper than max_topic_levels");
+            self.lost("PUBLISH topic beyond max_topic_levels or max_topic_length");
             return;
         }
         if shared.filters_topics
@@ -562,7 +563,7 @@ impl<T: Transport> Conn<T> {
         let shared = &self.shared;
         let mut allowed = Vec::with_capacity(subscribe.filters.len());
         for (filter, _) in &subscribe.filters {
-            let ok = filter.levels().count() <= shared.config.limits.max_topic_levels
+            let ok = within_topic_limits(&shared.config.limits, filter.as_str())
                 && (!shared.filters_topics
                     || shared
                         .access
@@ -756,6 +757,10 @@ fn publish_will(shared: &Shared, info: &ClientInfo, will: LastWill) {
         tracing::warn!(client_id = %info.client_id, topic = %will.topic, "dropped a will to a $SYS topic");
         return;
     }
+    if !within_topic_limits(&shared.config.limits, will.topic.as_str()) {
+        tracing::warn!(client_id = %info.client_id, "dropped a will whose topic exceeds max_topic_levels or max_topic_length");
+        return;
+    }
     tracing::debug!(client_id = %info.client_id, topic = %will.topic, "publishing will");
     let message = Message {
         topic: will.topic,
@@ -764,6 +769,12 @@ fn publish_will(shared: &Shared, info: &ClientInfo, will: LastWill) {
         retain: will.retain,
     };
     shared.router.route(Some(info), &message);
+}
+
+/// Whether a topic name or filter is within `max_topic_length` bytes and `max_topic_levels`
+/// levels (CVE-2019-11779). The length is checked first: it bounds the level count's work.
+fn within_topic_limits(limits: &crate::config::Limits, topic: &str) -> bool {
+    topic.len() <= limits.max_topic_length && topic.split('/').count() <= limits.max_topic_levels
 }
 
 /// Whether `topic` is in the broker's `$SYS` tree (`$SYS` or `$SYS/…`, not `$SYSTEM`).

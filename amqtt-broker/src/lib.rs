@@ -30,6 +30,7 @@ pub mod events;
 pub mod hooks;
 mod listener;
 pub mod plugins;
+mod retained;
 mod router;
 mod sessions;
 pub mod store;

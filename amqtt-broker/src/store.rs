@@ -11,8 +11,10 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use mqtt_codec::session::{Message, Session};
-use mqtt_codec::{QoS, TopicFilter, TopicName};
+use mqtt_codec::{QoS, TopicFilter};
 use parking_lot::{Mutex, RwLock};
+
+use crate::retained::RetainedTree;
 
 /// What [`RetainedStore::retain`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,10 +93,11 @@ pub trait SessionStore: Send + Sync + 'static {
     }
 }
 
-/// Retained messages in memory.
+/// Retained messages in memory, indexed by topic level: a wildcard SUBSCRIBE visits only the
+/// branches its filter can match, not every retained topic.
 #[derive(Debug, Default)]
 pub struct MemoryRetainedStore {
-    messages: RwLock<HashMap<TopicName, Message>>,
+    messages: RwLock<RetainedTree>,
 }
 
 impl MemoryRetainedStore {
@@ -107,7 +110,7 @@ impl MemoryRetainedStore {
 impl RetainedStore for MemoryRetainedStore {
     fn retain(&self, mut message: Message) -> RetainOutcome {
         if message.payload.is_empty() {
-            return match self.messages.write().remove(&message.topic) {
+            return match self.messages.write().remove(message.topic.as_str()) {
                 Some(_) => RetainOutcome::Cleared,
                 None => RetainOutcome::Unchanged,
             };
@@ -116,24 +119,17 @@ impl RetainedStore for MemoryRetainedStore {
         // it shares, so it does not pin that buffer.
         message.payload = Bytes::copy_from_slice(&message.payload);
         message.retain = true;
-        self.messages.write().insert(message.topic.clone(), message);
+        self.messages.write().insert(message);
         RetainOutcome::Stored
     }
 
     fn matching(&self, filter: &TopicFilter, out: &mut Vec<Message>) {
         let messages = self.messages.read();
-        if !filter.has_wildcards() {
-            if let Ok(topic) = TopicName::new(filter.as_str()) {
-                out.extend(messages.get(&topic).cloned());
-            }
-            return;
+        if filter.has_wildcards() {
+            messages.matching(filter.as_str(), out);
+        } else {
+            out.extend(messages.get(filter.as_str()).cloned());
         }
-        out.extend(
-            messages
-                .values()
-                .filter(|m| filter.matches(&m.topic))
-                .cloned(),
-        );
     }
 
     fn len(&self) -> usize {
@@ -226,6 +222,7 @@ impl SessionStore for MemorySessionStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mqtt_codec::TopicName;
 
     fn msg(topic: &str, payload: &'static [u8]) -> Message {
         Message {

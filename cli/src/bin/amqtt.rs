@@ -7,12 +7,15 @@
 //! SIGHUP re-reads the config file and reloads password files and ACLs without dropping
 //! clients; a reload that fails keeps every old setting and logs why. `--check-config`
 //! validates a config (plugins, password files, certificate files included) and exits.
+//! Logs go to stderr from a writer thread behind a bounded queue: when stderr is not read (a
+//! full pipe), log lines are dropped and counted, and the broker keeps serving.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use amqtt_broker::{Broker, BrokerConfig};
 use clap::Parser;
+use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
 /// Command-line script for running a MQTT 3.1.1 broker.
@@ -40,7 +43,7 @@ fn main() -> ExitCode {
     if args.check_config {
         return check_config(args.config.as_deref());
     }
-    init_logging(args.debug);
+    let (_log_guard, dropped_lines) = init_logging(args.debug);
     let config = match &args.config {
         Some(path) => match BrokerConfig::from_yaml_file(path) {
             Ok(config) => config,
@@ -61,7 +64,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(config, args.config))
+    let code = runtime.block_on(run(config, args.config));
+    let dropped = dropped_lines.dropped_lines();
+    if dropped > 0 {
+        tracing::warn!(
+            dropped,
+            "log lines were dropped: stderr was not read fast enough"
+        );
+    }
+    code
 }
 
 /// `--check-config`: loads the file as the broker would (plugins and their password files
@@ -251,17 +262,30 @@ impl Signals {
     }
 }
 
-fn init_logging(debug: bool) {
+/// Log lines buffered for the writer thread. Beyond this the broker drops lines (and counts
+/// them) rather than wait: a stderr nobody reads must never stall the broker.
+const LOG_BUFFERED_LINES: usize = 16 * 1024;
+
+/// Logs to stderr through a writer thread with a bounded, lossy queue. Keep the guard until
+/// exit: dropping it flushes what is queued (for at most about a second).
+fn init_logging(debug: bool) -> (WorkerGuard, ErrorCounter) {
     let default = if debug { "debug" } else { "info" };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let (writer, guard) = NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(LOG_BUFFERED_LINES)
+        .thread_name("amqtt-log")
+        .finish(std::io::stderr());
+    let dropped = writer.error_counter();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(ansi);
     if debug {
         builder.with_target(true).with_line_number(true).init();
     } else {
         builder.with_target(false).init();
     }
+    (guard, dropped)
 }
