@@ -421,7 +421,10 @@ fn check_filter_levels(bytes: &[u8]) -> Result<(), DecodeError> {
         let before = bytes.get(..at).unwrap_or_default();
         let start = before.iter().rposition(|&b| b == b'/').map_or(0, |p| p + 1);
         let after = bytes.get(at..).unwrap_or_default();
-        let end = after.iter().position(|&b| b == b'/').map_or(bytes.len(), |p| at + p);
+        let end = after
+            .iter()
+            .position(|&b| b == b'/')
+            .map_or(bytes.len(), |p| at + p);
         let level = bytes.get(start..end).unwrap_or_default();
         let error = level_error(
             level.len(),

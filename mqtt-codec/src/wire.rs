@@ -470,7 +470,10 @@ mod tests {
                 // A lone non-ASCII byte is not UTF-8; a whole character is.
                 let mut bytes = clean.clone();
                 bytes[at] = 0xc3;
-                assert_eq!(TopicBytes::scan(&bytes).to_str(), Err(DecodeError::InvalidUtf8));
+                assert_eq!(
+                    TopicBytes::scan(&bytes).to_str(),
+                    Err(DecodeError::InvalidUtf8)
+                );
                 bytes.insert(at + 1, 0xa9);
                 assert_eq!(TopicBytes::scan(&bytes).to_str().map(str::len), Ok(len + 1));
                 assert!(!TopicBytes::scan(&bytes).has_special());
