@@ -640,3 +640,190 @@ async fn item_17_random_packet_sequences_on_three_connections_sharing_an_id() {
     })
     .await;
 }
+
+/// A raw MQTT-over-WebSocket client: the test decides what goes into each binary frame.
+struct WsClient {
+    ws: tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+    buf: bytes::BytesMut,
+    decoder: mqtt_codec::Decoder,
+}
+
+impl WsClient {
+    async fn connect(addr: std::net::SocketAddr) -> WsClient {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let tcp = tokio::net::TcpStream::connect(addr)
+            .await
+            .expect("tcp connect");
+        let mut request = format!("ws://{addr}/mqtt")
+            .into_client_request()
+            .expect("request");
+        request.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            tokio_tungstenite::tungstenite::http::HeaderValue::from_static("mqtt"),
+        );
+        let (ws, _) = tokio_tungstenite::client_async(request, tcp)
+            .await
+            .expect("websocket upgrade");
+        WsClient {
+            ws,
+            buf: bytes::BytesMut::new(),
+            decoder: mqtt_codec::Decoder::new(usize::MAX >> 1),
+        }
+    }
+
+    /// Sends `bytes` as one binary frame; the broker may already have closed.
+    async fn frame(&mut self, bytes: &[u8]) {
+        use futures_util::SinkExt;
+        let message =
+            tokio_tungstenite::tungstenite::Message::Binary(Bytes::copy_from_slice(bytes));
+        let _ = self.ws.send(message).await;
+    }
+
+    /// The next packet, or `None` once the connection is closed.
+    async fn next(&mut self) -> Option<Packet> {
+        use futures_util::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        let read = async {
+            loop {
+                if let Some(p) = self
+                    .decoder
+                    .decode(&mut self.buf)
+                    .expect("broker sent a valid packet")
+                {
+                    return Some(p);
+                }
+                match self.ws.next().await {
+                    Some(Ok(Message::Binary(b))) => self.buf.extend_from_slice(&b),
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
+                    Some(Ok(_)) => {}
+                }
+            }
+        };
+        tokio::time::timeout(common::RECV_DEADLINE, read)
+            .await
+            .expect("a packet or the close within the deadline")
+    }
+
+    async fn recv(&mut self) -> Packet {
+        self.next().await.expect("a packet, not the close")
+    }
+
+    async fn expect_closed(&mut self) {
+        if let Some(p) = self.next().await {
+            panic!("expected the connection to close, got {p:?}");
+        }
+    }
+
+    /// Sends `bytes` in frames cut at `cuts`.
+    async fn frames_cut_at(&mut self, bytes: &[u8], cuts: &[usize]) {
+        let mut from = 0;
+        for &to in cuts.iter().chain([&bytes.len()]) {
+            self.frame(&bytes[from..to]).await;
+            from = to;
+        }
+    }
+}
+
+/// A QoS 0 PUBLISH to `t` of exactly `size` bytes on the wire (128 to 16,385 bytes: two
+/// remaining-length bytes).
+fn publish_of_size(size: usize) -> Vec<u8> {
+    let p = raw_publish(b"t", 0, 0, &vec![b'p'; size - 6]);
+    assert_eq!(p.len(), size);
+    p
+}
+
+#[tokio::test]
+async fn item_16_websocket_frames_are_reassembled_batched_and_held_to_the_same_limits() {
+    bounded(async {
+        let limit = 1024usize;
+        let b = TestBroker::with_yaml(&format!(
+            "  ws:\n    type: ws\n    bind: \"127.0.0.1:0\"\nmax_packet_size: {limit}\nmax_connect_packet_size: 256\n"
+        ))
+        .await;
+        let ws_addr = b.broker.local_addr("ws").expect("ws listener bound");
+
+        // A CONNECT split across frames, one of them ending inside the fixed header.
+        let mut c = WsClient::connect(ws_addr).await;
+        c.frames_cut_at(&good_connect("ws-split"), &[1, 2, 7]).await;
+        match c.recv().await {
+            Packet::ConnAck(ack) => assert_eq!(ack.return_code, ConnectReturnCode::Accepted),
+            other => panic!("expected CONNACK, got {other:?}"),
+        }
+        // Several packets in one frame: SUBSCRIBE, a QoS 1 PUBLISH, a PINGREQ.
+        let mut batch = raw_subscribe(0x82, 1, b"t", 1);
+        batch.extend(raw_publish(b"t", 1, 2, b"batched"));
+        batch.extend([0xc0, 0x00]);
+        c.frame(&batch).await;
+        let mut got = Vec::new();
+        for _ in 0..4 {
+            got.push(c.recv().await);
+        }
+        // (Acknowledgements of different flows need not keep their order: the codec queues
+        // PUBACK as it decodes, SUBACK once the broker has subscribed.)
+        let suback = Packet::SubAck(mqtt_codec::packet::SubAck {
+            packet_id: common::pid(1),
+            return_codes: vec![SubAckReturnCode::Success(QoS::AtLeastOnce)],
+        });
+        assert!(got.contains(&suback), "{got:?}");
+        assert!(got.contains(&Packet::PubAck(common::pid(2))), "{got:?}");
+        assert!(got.contains(&Packet::PingResp), "{got:?}");
+        let routed: Vec<_> = got
+            .iter()
+            .filter_map(|p| match p {
+                Packet::Publish(p) => Some(p.payload.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(routed, [Bytes::from_static(b"batched")]);
+        // A fixed header announcing more than its frame holds: the rest follows in later
+        // frames (the NanoMQ CVE-2026-25627 class). limit − 1 and limit bytes are delivered.
+        for size in [limit - 1, limit] {
+            c.frames_cut_at(&publish_of_size(size), &[3, 10, size / 2])
+                .await;
+            match c.recv().await {
+                Packet::Publish(p) => assert_eq!(p.payload.len(), size - 6, "size {size}"),
+                other => panic!("expected PUBLISH, got {other:?}"),
+            }
+        }
+        // limit + 1 bytes in small frames (each far below the WebSocket message limit): the
+        // same max_packet_size closes the connection.
+        c.frames_cut_at(&publish_of_size(limit + 1), &[3, 10, 500])
+            .await;
+        c.expect_closed().await;
+
+        // A 268 MB announced length is refused at once, before and after CONNECT.
+        let mut c = WsClient::connect(ws_addr).await;
+        c.frame(&[0x30, 0xff, 0xff, 0xff, 0x7f]).await;
+        c.expect_closed().await;
+        let mut c = WsClient::connect(ws_addr).await;
+        c.frame(&good_connect("ws-huge")).await;
+        assert!(matches!(c.recv().await, Packet::ConnAck(_)));
+        c.frame(&[0x30, 0xff, 0xff, 0xff, 0x7f]).await;
+        c.expect_closed().await;
+        // The pre-CONNECT cap applies too: a 257-byte CONNECT, split over frames, is refused.
+        let mut c = WsClient::connect(ws_addr).await;
+        let big = good_connect(&"x".repeat(257 - 15));
+        assert_eq!(big.len(), 257);
+        c.frames_cut_at(&big, &[2, 100]).await;
+        c.expect_closed().await;
+        // PUBLISH before CONNECT closes, as over TCP.
+        let mut c = WsClient::connect(ws_addr).await;
+        c.frame(&raw_publish(b"t", 0, 0, b"early")).await;
+        c.expect_closed().await;
+
+        // Another client over WebSocket, and one over TCP, are served normally.
+        let mut c = WsClient::connect(ws_addr).await;
+        c.frame(&good_connect("ws-fine")).await;
+        assert!(matches!(c.recv().await, Packet::ConnAck(_)));
+        c.frame(&raw_subscribe(0x82, 1, b"fine", 0)).await;
+        assert!(matches!(c.recv().await, Packet::SubAck(_)));
+        c.frame(&raw_publish(b"fine", 0, 0, b"ok")).await;
+        match c.recv().await {
+            Packet::Publish(p) => assert_eq!(p.payload, Bytes::from_static(b"ok")),
+            other => panic!("expected PUBLISH, got {other:?}"),
+        }
+        still_served(&b).await;
+        b.stop().await;
+    })
+    .await;
+}

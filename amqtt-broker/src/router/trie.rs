@@ -446,4 +446,187 @@ mod tests {
             prop_assert!(t.is_empty());
         }
     }
+
+    /// The reference: section 4.7 read literally, level by level, with no shared code. A filter
+    /// and a topic are split at every `/`; `+` stands for exactly one level (which may be
+    /// empty) [MQTT-4.7.1-3]; `#` is last and stands for its parent level and any number of
+    /// levels below it [MQTT-4.7.1-2]; a filter whose first character is a wildcard does not
+    /// match a topic whose first character is `$` [MQTT-4.7.2-1]; any other level must be
+    /// equal, character for character [MQTT-4.7.3-4].
+    fn reference_matches(filter: &str, topic: &str) -> bool {
+        let first = filter.chars().next();
+        if topic.starts_with('$') && (first == Some('+') || first == Some('#')) {
+            return false;
+        }
+        let f: Vec<&str> = filter.split('/').collect();
+        let t: Vec<&str> = topic.split('/').collect();
+        for (i, level) in f.iter().enumerate() {
+            if *level == "#" {
+                // `t` has the levels before `#` (checked below): the parent level or more.
+                return true;
+            }
+            let Some(topic_level) = t.get(i) else {
+                return false;
+            };
+            if *level != "+" && level != topic_level {
+                return false;
+            }
+        }
+        f.len() == t.len()
+    }
+
+    #[test]
+    fn reference_matcher_follows_the_spec_examples() {
+        // The examples of section 4.7.1 and 4.7.2.
+        for (filter, topic, want) in [
+            ("sport/tennis/player1/#", "sport/tennis/player1", true),
+            (
+                "sport/tennis/player1/#",
+                "sport/tennis/player1/ranking",
+                true,
+            ),
+            (
+                "sport/tennis/player1/#",
+                "sport/tennis/player1/score/wimbledon",
+                true,
+            ),
+            ("sport/#", "sport", true),
+            ("sport/tennis/+", "sport/tennis/player1", true),
+            ("sport/tennis/+", "sport/tennis/player1/tracking", false),
+            ("sport/+", "sport", false),
+            ("sport/+", "sport/", true),
+            ("+/+", "/finance", true),
+            ("/+", "/finance", true),
+            ("+", "/finance", false),
+            ("#", "$SYS/x", false),
+            ("+/monitor/Clients", "$SYS/monitor/Clients", false),
+            ("$SYS/#", "$SYS/monitor/Clients", true),
+            ("$SYS/monitor/+", "$SYS/monitor/Clients", true),
+            ("ACCOUNTS", "Accounts", false),
+        ] {
+            assert_eq!(
+                reference_matches(filter, topic),
+                want,
+                "{filter} vs {topic}"
+            );
+        }
+    }
+
+    fn random_level() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => Just("a".to_owned()),
+            3 => Just("b".to_owned()),
+            2 => Just(String::new()),
+            2 => Just("$SYS".to_owned()),
+            1 => Just("$x".to_owned()),
+            1 => Just("a$".to_owned()),
+            1 => Just("é €".to_owned()),
+            1 => "[a-c$]{1,3}",
+        ]
+    }
+
+    fn random_topic() -> impl Strategy<Value = String> {
+        proptest::collection::vec(random_level(), 1..6)
+            .prop_map(|l| l.join("/"))
+            .prop_filter("a topic name is at least one character", |t| !t.is_empty())
+    }
+
+    fn random_filter() -> impl Strategy<Value = String> {
+        let level = prop_oneof![3 => random_level(), 2 => Just("+".to_owned())];
+        (proptest::collection::vec(level, 0..6), any::<bool>()).prop_filter_map(
+            "a filter is at least one character",
+            |(mut levels, hash)| {
+                if hash {
+                    levels.push("#".to_owned());
+                }
+                let f = levels.join("/");
+                (!f.is_empty()).then_some(f)
+            },
+        )
+    }
+
+    /// 100,000 (topic, filter) pairs or more, `$` topics included: the codec's matcher, the
+    /// trie and the reference agree on every one, and removing every filter empties the trie.
+    #[test]
+    fn matcher_and_trie_agree_with_the_reference_on_100_000_pairs() {
+        use proptest::test_runner::{Config, TestRunner};
+        use std::cell::Cell;
+        const FILTERS: usize = 16;
+        const TOPICS: usize = 16;
+        const CASES: u32 = 400;
+        let pairs = Cell::new(0usize);
+        let dollar_pairs = Cell::new(0usize);
+        let matching_pairs = Cell::new(0usize);
+        let mut runner = TestRunner::new(Config {
+            cases: CASES,
+            failure_persistence: None,
+            ..Config::default()
+        });
+        let strategy = (
+            proptest::collection::vec(random_filter(), FILTERS),
+            proptest::collection::vec(random_topic(), TOPICS),
+        );
+        let result = runner.run(&strategy, |(filters, topics)| {
+            let mut trie = SubscriptionTrie::new();
+            for (i, f) in filters.iter().enumerate() {
+                trie.insert(f, i as u32, QoS::AtMostOnce);
+            }
+            let (mut stack, mut out) = (Vec::new(), Vec::new());
+            for topic in &topics {
+                out.clear();
+                trie.matches(topic, &mut stack, &mut out);
+                let mut from_trie: Vec<u32> = out.iter().map(|(s, _)| *s).collect();
+                // Each id has one filter: the trie reports it at most once.
+                from_trie.sort_unstable();
+                let mut expected = Vec::new();
+                for (i, f) in filters.iter().enumerate() {
+                    let want = reference_matches(f, topic);
+                    let codec = mqtt_codec::topic::matches(f, topic);
+                    prop_assert_eq!(
+                        codec,
+                        want,
+                        "codec matcher: filter {:?} topic {:?}",
+                        f,
+                        topic
+                    );
+                    if want {
+                        // Duplicate filters in `filters` each carry their own id.
+                        expected.push(i as u32);
+                        matching_pairs.set(matching_pairs.get() + 1);
+                    }
+                    pairs.set(pairs.get() + 1);
+                    if topic.starts_with('$') {
+                        dollar_pairs.set(dollar_pairs.get() + 1);
+                    }
+                }
+                prop_assert_eq!(
+                    &from_trie,
+                    &expected,
+                    "trie: topic {:?} filters {:?}",
+                    topic,
+                    &filters
+                );
+            }
+            for (i, f) in filters.iter().enumerate() {
+                prop_assert_eq!(trie.remove(f, &(i as u32)), Some(QoS::AtMostOnce));
+            }
+            prop_assert!(trie.is_empty());
+            Ok(())
+        });
+        if let Err(e) = result {
+            panic!("{e}");
+        }
+        assert!(pairs.get() >= 100_000, "only {} pairs checked", pairs.get());
+        // The generator is not degenerate: `$` topics and matches are both well represented.
+        assert!(
+            dollar_pairs.get() >= 10_000,
+            "{} `$` pairs",
+            dollar_pairs.get()
+        );
+        assert!(
+            matching_pairs.get() >= 5_000,
+            "{} matching pairs",
+            matching_pairs.get()
+        );
+    }
 }
