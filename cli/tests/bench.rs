@@ -228,14 +228,14 @@ fn an_unreachable_broker_is_a_one_line_error_and_a_failed_exit() {
 }
 
 #[test]
-fn tls_and_websocket_urls_are_refused_as_not_supported_yet() {
+fn an_unknown_url_scheme_is_refused() {
     let output = bench()
-        .args(["pub", "--url", "ws://127.0.0.1:8080", "--duration", "1s"])
+        .args(["pub", "--url", "http://127.0.0.1:8080", "--duration", "1s"])
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("ws:// is not supported yet"), "{stderr}");
+    assert!(stderr.contains("the scheme must be mqtt://"), "{stderr}");
 }
 
 #[test]

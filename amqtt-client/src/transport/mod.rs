@@ -28,8 +28,9 @@ pub type BoxTransport = Box<dyn Transport>;
 
 /// What opening a transport needs besides the URI, prepared once per `connect` (the TLS
 /// configuration reads its files here, so a bad file fails `connect` at once instead of
-/// being retried).
-pub(crate) struct TransportOptions {
+/// being retried). Public so other tools (`amqtt_bench`) open the same transports as the
+/// client: [`TransportOptions::new`], then [`open`] for each connection.
+pub struct TransportOptions {
     tls: Option<tls::Tls>,
     headers: Vec<(String, String)>,
 }
@@ -37,7 +38,12 @@ pub(crate) struct TransportOptions {
 impl TransportOptions {
     /// Prepares the transport `uri` asks for: TLS for `mqtts` and `wss` (CA and client
     /// certificate files from `connection`), the extra HTTP headers for `ws` and `wss`.
-    pub(crate) fn new(
+    ///
+    /// `check_hostname` and `verify_cert` mean what they mean in [`crate::ClientConfig`].
+    ///
+    /// # Errors
+    /// [`ClientError::Config`] for an unreadable or invalid CA, certificate or key file.
+    pub fn new(
         uri: &BrokerUri,
         connection: &ConnectionConfig,
         check_hostname: bool,
@@ -58,8 +64,13 @@ impl TransportOptions {
 }
 
 /// Opens the transport `uri` asks for, within `timeout` (TCP connect, TLS handshake and
-/// WebSocket upgrade together).
-pub(crate) async fn open(
+/// WebSocket upgrade together). `options` must have been prepared for a URI of the same
+/// scheme. Cancel-safe: dropping the future drops the half-open connection.
+///
+/// # Errors
+/// [`ClientError::Io`] when the TCP connect fails, [`ClientError::Tls`], [`ClientError::WebSocket`],
+/// or [`ClientError::ConnectTimeout`].
+pub async fn open(
     uri: &BrokerUri,
     options: &TransportOptions,
     timeout: Duration,

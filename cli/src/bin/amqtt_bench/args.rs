@@ -10,14 +10,15 @@ use mqtt_codec::{QoS, TopicFilter, TopicName};
 
 use crate::error::BenchError;
 use crate::payload::HEADER_LEN;
-use crate::transport::Target;
+use crate::transport::{Target, TlsFlags};
 
 /// MQTT load generator: publishers, subscribers and idle connections against any broker.
 ///
 /// Every run is bounded: by `--duration` (default 10 s) and, for publishers, also by `--count`.
 /// Payloads carry a run id, the publisher index, a sequence number and the send time, so
 /// subscribers measure loss, duplicates, reordering and end-to-end latency.
-/// Transports: mqtt:// now; mqtts://, ws:// and wss:// come with the TLS/WebSocket issue.
+/// Transports: mqtt://, mqtts:// (with --ca-file or --insecure for private CAs), ws:// and
+/// wss://.
 /// Exit status: 0 after a complete run, 1 when it could not start, 3 when connections failed
 /// during the run.
 #[derive(Debug, Parser)]
@@ -43,11 +44,18 @@ pub(crate) enum Mode {
 /// Flags every mode shares.
 #[derive(Debug, Args)]
 pub(crate) struct Common {
-    /// Broker URL. Supported now: mqtt://host:port (also tcp://), with optional
-    /// user:password@. mqtts://, ws:// and wss:// are parsed but not supported yet: they come
-    /// with the TLS/WebSocket transports.
+    /// Broker URL: mqtt://, mqtts://, ws:// or wss:// host[:port][/path], with optional
+    /// user:password@ (also tcp:// and ssl://).
     #[arg(short = 'u', long, default_value = "mqtt://127.0.0.1:1883")]
     pub(crate) url: String,
+    /// PEM file of the CAs that signed the broker's certificate (mqtts://, wss://; default:
+    /// the Mozilla roots).
+    #[arg(long = "ca-file", alias = "cafile", value_name = "FILE")]
+    pub(crate) ca_file: Option<String>,
+    /// Do not verify the broker's certificate or host name (mqtts://, wss://; for test brokers
+    /// with self-signed certificates only).
+    #[arg(long)]
+    pub(crate) insecure: bool,
     /// How long the run lasts (publishing time, or holding time in `conn`), e.g. 10s, 500ms, 2m.
     #[arg(short = 'd', long, default_value = "10s", value_parser = parse_duration)]
     pub(crate) duration: Duration,
@@ -199,7 +207,11 @@ pub(crate) struct SubscribeSettings {
 impl Common {
     /// Checks the shared flags.
     pub(crate) fn settings(&self) -> Result<Settings, BenchError> {
-        let target = Target::parse(&self.url)?;
+        let tls = TlsFlags {
+            ca_file: self.ca_file.clone(),
+            insecure: self.insecure,
+        };
+        let target = Target::parse(&self.url, &tls)?;
         if self.duration.is_zero() {
             return Err(BenchError::Usage("--duration must be more than 0".into()));
         }

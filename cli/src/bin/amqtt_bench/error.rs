@@ -20,9 +20,6 @@ pub(crate) enum BenchError {
         /// What is wrong with it.
         reason: String,
     },
-    /// The URL's scheme names a transport that is not built yet.
-    #[error("{0}:// is not supported yet (TLS and WebSocket transports come with their own issue); use mqtt://")]
-    UnsupportedScheme(String),
     /// The host name did not resolve.
     #[error("cannot resolve {host}: {source}")]
     Resolve {
@@ -39,6 +36,9 @@ pub(crate) enum BenchError {
         /// The socket error.
         source: io::Error,
     },
+    /// Opening a TLS or WebSocket transport failed (connect, handshake or upgrade).
+    #[error("{0}")]
+    Transport(String),
     /// The broker refused the CONNECT.
     #[error("the broker refused the connection: {0:?}")]
     Refused(ConnectReturnCode),

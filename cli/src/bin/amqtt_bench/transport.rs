@@ -1,21 +1,39 @@
 //! Broker URLs and the byte streams the benchmark runs over.
 //!
-//! [`Target::parse`] reads `mqtt://[user[:password]@]host[:port]`; [`Target::connect`] opens a
-//! [`BenchStream`]. The stream is an enum so TLS (`mqtts://`) and WebSocket (`ws://`, `wss://`)
-//! transports plug in as new variants without touching the publisher and subscriber loops,
-//! which only need `AsyncRead + AsyncWrite`. Until those transports exist, their schemes are a
-//! clear [`BenchError::UnsupportedScheme`].
+//! [`Target::parse`] reads `mqtt://`, `mqtts://`, `ws://` or `wss://`
+//! `[user[:password]@]host[:port][/path]`; [`Target::connect`] opens a [`BenchStream`]. Plain
+//! TCP is opened here (resolved once, `TCP_NODELAY`); TLS and WebSocket use the client crate's
+//! transports ([`amqtt_client::transport`]), so the benchmark measures the same code the
+//! client runs. The publisher and subscriber loops only see `AsyncRead + AsyncWrite`.
 
+use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
+use amqtt_client::transport::{self as client_transport, BoxTransport, TransportOptions};
+use amqtt_client::{BrokerUri, ConnectionConfig, Scheme};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use url::Url;
 
 use crate::error::BenchError;
+
+/// How long a TLS handshake and WebSocket upgrade may take, TCP connect included.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// TLS settings from the command line.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct TlsFlags {
+    /// PEM file of the CAs the broker's certificate is verified against (default: the
+    /// Mozilla roots).
+    pub(crate) ca_file: Option<String>,
+    /// Accept any server certificate.
+    pub(crate) insecure: bool,
+}
 
 /// Where and how to connect.
 #[derive(Clone, Debug)]
@@ -26,26 +44,46 @@ pub(crate) struct Target {
     pub(crate) username: Option<String>,
     /// Password from the URL, if any.
     pub(crate) password: Option<String>,
+    /// For mqtts://, ws:// and wss://: the client crate's transport.
+    layered: Option<Layered>,
+}
+
+/// A TLS and/or WebSocket transport, prepared once per run.
+#[derive(Clone)]
+struct Layered {
+    uri: Arc<BrokerUri>,
+    options: Arc<TransportOptions>,
+}
+
+impl fmt::Debug for Layered {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Layered({}://…)", self.uri.scheme.as_str())
+    }
 }
 
 impl Target {
-    /// Parses and resolves a broker URL.
-    pub(crate) fn parse(text: &str) -> Result<Target, BenchError> {
+    /// Parses and resolves a broker URL; for TLS, reads `tls.ca_file`.
+    pub(crate) fn parse(text: &str, tls: &TlsFlags) -> Result<Target, BenchError> {
         let invalid = |reason: &str| BenchError::InvalidUrl {
             url: text.to_owned(),
             reason: reason.to_owned(),
         };
         let url = Url::parse(text).map_err(|e| invalid(&e.to_string()))?;
-        let default_port = match url.scheme() {
-            "mqtt" | "tcp" => 1883,
-            scheme @ ("mqtts" | "ssl" | "ws" | "wss") => {
-                return Err(BenchError::UnsupportedScheme(scheme.to_owned()))
+        let layered = match url.scheme() {
+            "mqtt" | "tcp" => None,
+            "mqtts" | "ssl" | "ws" | "wss" => Some(Layered::new(text, tls)?),
+            _ => {
+                return Err(invalid(
+                    "the scheme must be mqtt://, mqtts://, ws:// or wss://",
+                ))
             }
-            _ => return Err(invalid("the scheme must be mqtt://")),
         };
         let host = url.host_str().ok_or_else(|| invalid("no host"))?;
         let host = host.trim_start_matches('[').trim_end_matches(']');
-        let port = url.port().unwrap_or(default_port);
+        let port = match &layered {
+            Some(layered) => layered.uri.port,
+            None => url.port().unwrap_or(1883),
+        };
         let host_port = format!("{host}:{port}");
         let addr = std::net::ToSocketAddrs::to_socket_addrs(&host_port)
             .map_err(|source| BenchError::Resolve {
@@ -59,11 +97,22 @@ impl Target {
             addr,
             username,
             password: url.password().map(str::to_owned),
+            layered,
         })
     }
 
-    /// Opens a stream to the broker (TCP with `TCP_NODELAY`).
+    /// Opens a stream to the broker: TCP with `TCP_NODELAY`, or the TLS / WebSocket
+    /// transport of the URL.
     pub(crate) async fn connect(&self) -> Result<BenchStream, BenchError> {
+        if let Some(layered) = &self.layered {
+            let io = client_transport::open(&layered.uri, &layered.options, HANDSHAKE_TIMEOUT)
+                .await
+                .map_err(|e| BenchError::Transport(e.to_string()))?;
+            return Ok(BenchStream::Layered {
+                io,
+                needs_flush: false,
+            });
+        }
         let stream = TcpStream::connect(self.addr)
             .await
             .map_err(|source| BenchError::Connect {
@@ -76,11 +125,73 @@ impl Target {
     }
 }
 
+impl Layered {
+    fn new(text: &str, tls: &TlsFlags) -> Result<Layered, BenchError> {
+        let uri = BrokerUri::parse(text).map_err(|e| BenchError::InvalidUrl {
+            url: text.to_owned(),
+            reason: e.to_string(),
+        })?;
+        let connection = ConnectionConfig {
+            cafile: tls.ca_file.clone(),
+            ..ConnectionConfig::default()
+        };
+        let secure = matches!(uri.scheme, Scheme::Mqtts | Scheme::Wss);
+        let options =
+            TransportOptions::new(&uri, &connection, !tls.insecure, !tls.insecure, Vec::new())
+                .map_err(|e| BenchError::Usage(e.to_string()))?;
+        if !secure && (tls.ca_file.is_some() || tls.insecure) {
+            return Err(BenchError::Usage(
+                "--ca-file and --insecure only apply to mqtts:// and wss://".into(),
+            ));
+        }
+        Ok(Layered {
+            uri: Arc::new(uri),
+            options: Arc::new(options),
+        })
+    }
+}
+
 /// A connection to the broker over one of the supported transports.
-#[derive(Debug)]
 pub(crate) enum BenchStream {
     /// Plain TCP (`mqtt://`).
     Tcp(TcpStream),
+    /// TLS and/or WebSocket (`mqtts://`, `ws://`, `wss://`). These buffer writes (TLS
+    /// records, WebSocket messages): a flush the stream could not finish is retried on the
+    /// next read or write, so bytes never wait in its buffer while the loop waits to read.
+    Layered {
+        /// The client crate's transport.
+        io: BoxTransport,
+        /// A write happened since the last completed flush.
+        needs_flush: bool,
+    },
+}
+
+impl fmt::Debug for BenchStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BenchStream::Tcp(s) => f.debug_tuple("Tcp").field(s).finish(),
+            BenchStream::Layered { needs_flush, .. } => f
+                .debug_struct("Layered")
+                .field("needs_flush", needs_flush)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+/// Finishes a flush left pending by an earlier write, if any.
+fn poll_pending_flush(
+    io: &mut BoxTransport,
+    needs_flush: &mut bool,
+    cx: &mut Context<'_>,
+) -> io::Result<()> {
+    if *needs_flush {
+        match Pin::new(io).poll_flush(cx) {
+            Poll::Ready(Ok(())) => *needs_flush = false,
+            Poll::Ready(Err(e)) => return Err(e),
+            Poll::Pending => {}
+        }
+    }
+    Ok(())
 }
 
 impl AsyncRead for BenchStream {
@@ -91,6 +202,10 @@ impl AsyncRead for BenchStream {
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             BenchStream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            BenchStream::Layered { io, needs_flush } => {
+                poll_pending_flush(io, needs_flush, cx)?;
+                Pin::new(io).poll_read(cx, buf)
+            }
         }
     }
 }
@@ -103,18 +218,35 @@ impl AsyncWrite for BenchStream {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             BenchStream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            BenchStream::Layered { io, needs_flush } => {
+                let written = Pin::new(&mut *io).poll_write(cx, buf);
+                if let Poll::Ready(Ok(n)) = written {
+                    if n > 0 {
+                        *needs_flush = true;
+                    }
+                }
+                written
+            }
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             BenchStream::Tcp(s) => Pin::new(s).poll_flush(cx),
+            BenchStream::Layered { io, needs_flush } => {
+                let flushed = Pin::new(io).poll_flush(cx);
+                if let Poll::Ready(Ok(())) = flushed {
+                    *needs_flush = false;
+                }
+                flushed
+            }
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             BenchStream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            BenchStream::Layered { io, .. } => Pin::new(io).poll_shutdown(cx),
         }
     }
 }
@@ -125,24 +257,52 @@ mod tests {
 
     #[test]
     fn an_mqtt_url_gives_address_and_credentials() {
-        let target = Target::parse("mqtt://user:secret@127.0.0.1:1884").unwrap();
+        let none = TlsFlags::default();
+        let target = Target::parse("mqtt://user:secret@127.0.0.1:1884", &none).unwrap();
         assert_eq!(target.addr, "127.0.0.1:1884".parse().unwrap());
         assert_eq!(target.username.as_deref(), Some("user"));
         assert_eq!(target.password.as_deref(), Some("secret"));
-        assert_eq!(Target::parse("mqtt://127.0.0.1").unwrap().addr.port(), 1883);
+        assert!(target.layered.is_none());
+        let port = |url| Target::parse(url, &none).unwrap().addr.port();
+        assert_eq!(port("mqtt://127.0.0.1"), 1883);
     }
 
     #[test]
-    fn tls_and_websocket_schemes_are_not_supported_yet() {
-        for url in ["mqtts://127.0.0.1", "ws://127.0.0.1", "wss://127.0.0.1"] {
-            assert!(matches!(
-                Target::parse(url),
-                Err(BenchError::UnsupportedScheme(_))
-            ));
+    fn tls_and_websocket_urls_get_their_default_ports_and_a_transport() {
+        let none = TlsFlags::default();
+        for (url, port) in [
+            ("mqtts://127.0.0.1", 8883),
+            ("ssl://127.0.0.1", 8883),
+            ("ws://127.0.0.1", 80),
+            ("wss://127.0.0.1", 443),
+            ("ws://u:p@127.0.0.1:9001/mqtt", 9001),
+        ] {
+            let target = Target::parse(url, &none).unwrap();
+            assert_eq!(target.addr.port(), port, "{url}");
+            assert!(target.layered.is_some(), "{url}");
         }
         assert!(matches!(
-            Target::parse("http://127.0.0.1"),
+            Target::parse("http://127.0.0.1", &none),
             Err(BenchError::InvalidUrl { .. })
         ));
+    }
+
+    #[test]
+    fn tls_flags_are_checked_before_any_connection() {
+        let missing = TlsFlags {
+            ca_file: Some("/nonexistent/ca.pem".into()),
+            insecure: false,
+        };
+        let err = Target::parse("mqtts://127.0.0.1", &missing).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/ca.pem"), "{err}");
+        let insecure = TlsFlags {
+            ca_file: None,
+            insecure: true,
+        };
+        assert!(matches!(
+            Target::parse("ws://127.0.0.1", &insecure),
+            Err(BenchError::Usage(_))
+        ));
+        assert!(Target::parse("wss://127.0.0.1", &insecure).is_ok());
     }
 }
