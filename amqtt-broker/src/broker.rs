@@ -26,7 +26,7 @@ use crate::hooks::{AccessControl, AllowAll};
 use crate::listener::{self, Upgrader};
 use crate::plugins::{BrokerStats, PluginManager};
 use crate::router::Router;
-use crate::sessions::Registry;
+use crate::sessions::{MailboxLimits, Registry};
 use crate::store::{MemoryRetainedStore, MemorySessionStore, RetainedStore, SessionStore};
 use crate::transport::{Stream, Tcp};
 
@@ -152,7 +152,7 @@ impl Broker {
             extensions.sessions,
             extensions.access.clone(),
             events.clone(),
-            limits.max_queued_messages,
+            MailboxLimits::new(limits.max_queued_messages, limits.max_queued_bytes),
             extensions.stats.clone(),
         );
         let listeners = config

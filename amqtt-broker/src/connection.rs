@@ -6,11 +6,17 @@
 //! collect in an [`OutBuf`] that is written with one vectored write per wake-up. Nothing
 //! MQTT-specific is parsed here: every protocol rule lives in the state machine.
 //!
-//! Backpressure: the mailbox is drained only while the pending output is under
-//! [`WRITE_HIGH_WATER`], and the socket is read only while it is under [`READ_PAUSE`]; a client
-//! that does not read its socket therefore stops being fed, its mailbox fills up and the router
-//! drops (and counts) for it alone.
+//! Backpressure, towards subscribers: messages are taken from the mailbox only while the
+//! pending output is under [`WRITE_HIGH_WATER`] and, for QoS 1/2, only as many as the in-flight
+//! window has free slots ([`ServerConnection::publish_room`]), so the mailbox holds the whole
+//! backlog; the socket is read only while the pending output is under [`READ_PAUSE`]. Towards
+//! publishers: when a message it published finds a subscriber's mailbox at the high-water mark,
+//! the connection stops reading its socket (and so stops acknowledging) until that mailbox is
+//! under the low-water mark, or until the subscriber is marked stalled after taking nothing for
+//! [`STALL_TIMEOUT`] (see [`crate::sessions`] for the marks). While it waits, its keep-alive is
+//! not judged (the client may well be sending; it is the broker that does not read).
 
+use std::cell::RefCell;
 use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -31,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 use crate::broker::Shared;
 use crate::events::BrokerEvent;
 use crate::hooks::{Action, ClientInfo, ConnectRequest};
-use crate::sessions::{Online, Subscriber};
+use crate::sessions::{Online, Subscriber, STALL_TIMEOUT};
 use crate::store::StoredSession;
 use crate::transport::Transport;
 
@@ -92,6 +98,27 @@ enum End {
     Abnormal(String),
 }
 
+/// The subscribers this connection waits on before it reads more (backpressure).
+struct Blocked {
+    /// Each with its `taken` count when last looked at.
+    subs: Vec<(Arc<Subscriber>, u64)>,
+    /// When to look at their progress next.
+    check_at: std::time::Instant,
+}
+
+/// A publisher waits on at most this many subscribers at once (the others are met again on
+/// its next messages).
+const MAX_WAITED: usize = 256;
+
+thread_local! {
+    /// Messages taken from a mailbox on their way into the state machine: per worker thread,
+    /// so taking allocates nothing once warmed up and idle connections hold none of it.
+    static BATCH: RefCell<Vec<Message>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The batch vector above this capacity is released after use.
+const BATCH_KEEP: usize = 4096;
+
 struct Attached {
     sub: Arc<Subscriber>,
     info: Arc<ClientInfo>,
@@ -118,6 +145,11 @@ struct Conn<T> {
     /// The in-flight counts (incoming unreleased, outgoing unacknowledged) already added to the
     /// broker's stats.
     inflight: (usize, usize),
+    /// The subscribers this connection waits on before reading more, if any (boxed: rare, and
+    /// every connection's task stays small).
+    blocked: Option<Box<Blocked>>,
+    /// Messages were left in the mailbox: take more as soon as there is room.
+    more_mail: bool,
 }
 
 enum Step {
@@ -125,6 +157,8 @@ enum Step {
     Read(std::io::Result<usize>),
     Wrote(std::io::Result<usize>),
     Mail,
+    /// The subscriber this connection waited on has room again.
+    Room,
     Timer,
 }
 
@@ -157,6 +191,8 @@ pub(crate) fn serve<T: Transport>(
         _slot: slot,
         counted: PacketCounts::default(),
         inflight: (0, 0),
+        blocked: None,
+        more_mail: false,
     };
     // `conn` is used in place through `&mut`: an `async fn run(self)` would hold a second copy
     // of the connection state in the task (the argument, and the local it is moved into).
@@ -185,11 +221,21 @@ impl<T: Transport> Conn<T> {
             if self.machine.is_closed() || self.end != End::Open {
                 break;
             }
+            if self.more_mail && self.has_room_for_mail() {
+                self.drain_mailbox();
+                continue;
+            }
+            // While waiting on a subscriber the socket is not read, so keep-alive is not judged;
+            // the subscriber's progress is.
+            let deadline = match &self.blocked {
+                Some(blocked) => Some(blocked.check_at),
+                None => self.machine.poll_timeout(),
+            };
             // The keep-alive deadline moves with every packet received; re-arming the timer
             // each time would touch the timer wheel per read. A later deadline keeps the timer
             // armed at the earlier one: it fires early, `handle_timeout` is a no-op, and the
             // timer is re-armed at the real deadline then.
-            match (self.machine.poll_timeout(), armed) {
+            match (deadline, armed) {
                 (Some(deadline), Some(at)) if deadline >= at => {}
                 (Some(deadline), _) => {
                     sleep
@@ -199,20 +245,25 @@ impl<T: Transport> Conn<T> {
                 }
                 (None, _) => armed = None,
             }
-            let mail_ok = self.attached.is_some() && self.out.len() < WRITE_HIGH_WATER;
-            let reading = self.out.len() < READ_PAUSE && self.machine.wants_read();
+            let mail_ok =
+                self.attached.is_some() && !self.more_mail && self.out.len() < WRITE_HIGH_WATER;
+            let reading =
+                self.blocked.is_none() && self.out.len() < READ_PAUSE && self.machine.wants_read();
             let step = {
                 let Conn {
                     io,
                     out,
                     rbuf,
                     attached,
+                    blocked,
+                    shared,
                     ..
                 } = self;
                 let signal = attached.as_ref().map(|a| &a.sub.wake);
+                let limits = &shared.router.mailbox;
                 // One hand-written poll instead of `select!`: the only futures kept across
                 // iterations are the timer and the kick, so an idle connection's task stays small.
-                // Polled in priority order: kick, write, read, mailbox, timer.
+                // Polled in priority order: kick, write, room, read, mailbox, timer.
                 poll_fn(|cx| {
                     if !kicked && kick.as_mut().poll(cx).is_ready() {
                         return Poll::Ready(Step::Kicked);
@@ -220,6 +271,14 @@ impl<T: Transport> Conn<T> {
                     if !out.is_empty() {
                         if let Poll::Ready(r) = io.poll_write_from(cx, out) {
                             return Poll::Ready(Step::Wrote(r));
+                        }
+                    }
+                    if let Some(blocked) = blocked {
+                        blocked
+                            .subs
+                            .retain(|(sub, _)| sub.poll_room(cx, limits).is_pending());
+                        if blocked.subs.is_empty() {
+                            return Poll::Ready(Step::Room);
                         }
                     }
                     if reading {
@@ -273,11 +332,52 @@ impl<T: Transport> Conn<T> {
                 }
                 Step::Wrote(Err(e)) => self.lost(&format!("write error: {e}")),
                 Step::Mail => self.drain_mailbox(),
+                Step::Room => self.blocked = None,
                 Step::Timer => {
                     armed = None;
-                    self.machine.handle_timeout(now());
+                    if self.blocked.is_some() {
+                        self.check_blocked();
+                    } else {
+                        self.machine.handle_timeout(now());
+                    }
                 }
             }
+        }
+    }
+
+    /// Whether taking more mail now could move anything into the machine.
+    fn has_room_for_mail(&self) -> bool {
+        self.out.len() < WRITE_HIGH_WATER && self.machine.publish_room() > 0
+    }
+
+    /// The subscribers this connection waits on are due for a progress check: those that took
+    /// nothing since the last one are marked stalled and no longer waited on.
+    fn check_blocked(&mut self) {
+        let Some(blocked) = &mut self.blocked else {
+            return;
+        };
+        let now = now();
+        if now < blocked.check_at {
+            return;
+        }
+        let publisher = self.attached.as_ref().map_or("", |a| &*a.info.client_id);
+        blocked.subs.retain_mut(|(sub, seen)| {
+            let taken = sub.taken.load(Ordering::Relaxed);
+            if taken != *seen {
+                *seen = taken;
+                return true;
+            }
+            tracing::warn!(
+                client_id = %sub.client_id,
+                publisher,
+                "a subscriber took no message for {STALL_TIMEOUT:?}: marked stalled, its publishers no longer wait for it and messages beyond its queue bounds are dropped"
+            );
+            sub.mark_stalled();
+            false
+        });
+        blocked.check_at = now + STALL_TIMEOUT;
+        if blocked.subs.is_empty() {
+            self.blocked = None;
         }
     }
 
@@ -486,13 +586,14 @@ impl<T: Transport> Conn<T> {
                         let resumed = if info.clean_session {
                             // [MQTT-3.1.2-6] clean session 1 discards any previous session.
                             shared.router.unsubscribe_all(&sub, &mut state);
-                            state.mailbox.clear();
+                            state.take_mailbox();
                             store.remove(&info.client_id);
                             None
                         } else {
                             store.take(&info.client_id)
                         };
                         state.persistent = !info.clean_session;
+                        state.stalled = false;
                         drop(state);
                         let present = resumed.is_some();
                         let session = resumed
@@ -553,7 +654,29 @@ impl<T: Transport> Conn<T> {
             tracing::info!(client_id = %attached.info.client_id, %topic, "PUBLISH denied by topic filtering");
             return;
         }
-        shared.router.route(Some(&attached.info), &message);
+        let blocked = &mut self.blocked;
+        shared
+            .router
+            .route_with(Some(&attached.info), &message, &mut |sub| {
+                // A client subscribed to what it publishes would wait on itself: not reading
+                // means not reading its own acknowledgements either.
+                if Arc::ptr_eq(sub, &attached.sub) {
+                    return;
+                }
+                let blocked = blocked.get_or_insert_with(|| {
+                    Box::new(Blocked {
+                        subs: Vec::new(),
+                        check_at: now() + STALL_TIMEOUT,
+                    })
+                });
+                if blocked.subs.len() < MAX_WAITED
+                    && !blocked.subs.iter().any(|(s, _)| Arc::ptr_eq(s, sub))
+                {
+                    blocked
+                        .subs
+                        .push((sub.clone(), sub.taken.load(Ordering::Relaxed)));
+                }
+            });
     }
 
     async fn on_subscribe(&mut self, subscribe: Subscribe) {
@@ -644,22 +767,38 @@ impl<T: Transport> Conn<T> {
         self.machine.unsuback(unsubscribe.packet_id);
     }
 
-    /// Moves everything routed to this client into the state machine.
+    /// Moves what the machine can send at once from the mailbox into it: QoS 1/2 messages while
+    /// the in-flight window has room, and up to [`WRITE_HIGH_WATER`] bytes of output.
     fn drain_mailbox(&mut self) {
         let Some(attached) = &self.attached else {
+            self.more_mail = false;
             return;
         };
-        let batch = std::mem::take(&mut attached.sub.state.lock().mailbox);
-        let now = now();
-        for message in batch {
-            if let Some(dropped) = self.machine.publish(now, message) {
-                self.shared.stats.publish_dropped();
-                let n = attached.sub.count_drop();
-                if n == 1 || n.is_multiple_of(1000) {
-                    tracing::warn!(client_id = %attached.info.client_id, topic = %dropped.topic, dropped_total = n, "dropped a message: the client's session queue is full");
+        let window = self.machine.publish_room();
+        let budget = WRITE_HIGH_WATER.saturating_sub(self.out.len());
+        let limits = &self.shared.router.mailbox;
+        let mut fresh = Vec::new();
+        BATCH.with(|cell| {
+            let mut borrowed = cell.try_borrow_mut();
+            let batch = match &mut borrowed {
+                Ok(batch) => &mut **batch,
+                Err(_) => &mut fresh,
+            };
+            self.more_mail = attached.sub.take(limits, window, budget, batch);
+            let now = now();
+            for message in batch.drain(..) {
+                if let Some(dropped) = self.machine.publish(now, message) {
+                    self.shared.stats.publish_dropped();
+                    let n = attached.sub.count_drop();
+                    if n == 1 || n.is_multiple_of(1000) {
+                        tracing::warn!(client_id = %attached.info.client_id, topic = %dropped.topic, dropped_total = n, "dropped a message: the client's session queue is full");
+                    }
                 }
             }
-        }
+            if batch.capacity() > BATCH_KEEP {
+                *batch = Vec::new();
+            }
+        });
     }
 
     /// Flushes, publishes the will if the end was abnormal, and stores or discards the session.
@@ -708,10 +847,10 @@ impl<T: Transport> Conn<T> {
         }
         let session = self.machine.into_session();
         let sub = attached.sub;
-        {
+        let waiters = {
             let mut state = sub.state.lock();
             state.online = None;
-            let mailbox = std::mem::take(&mut state.mailbox);
+            let mailbox = state.take_mailbox();
             if state.persistent && !state.removed {
                 let mut session = session;
                 for message in mailbox.into_iter().filter(|m| m.qos != QoS::AtMostOnce) {
@@ -739,6 +878,11 @@ impl<T: Transport> Conn<T> {
                 state.removed = true;
                 shared.registry.remove(&sub);
             }
+            // Publishers waiting on this connection's mailbox need not wait any more.
+            Subscriber::release_waiters(&mut state)
+        };
+        for waker in waiters {
+            waker.wake();
         }
         sub.released.notify_waiters();
         tracing::info!(client_id = %attached.info.client_id, reason = %why, "client disconnected");

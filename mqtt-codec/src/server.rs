@@ -339,6 +339,19 @@ impl ServerConnection {
             .map(|queued| queued.message)
     }
 
+    /// How many QoS 1/2 messages [`ServerConnection::publish`] would put in flight right now
+    /// without queueing them: the free slots of the in-flight window while nothing is queued
+    /// behind it, 0 while something is (or while not connected). A broker that keeps its own
+    /// bounded queue in front of the session hands over only this many, so the session's queue
+    /// stays empty and the broker sees the whole backlog.
+    #[must_use]
+    pub fn publish_room(&self) -> usize {
+        if self.state != State::Connected {
+            return 0;
+        }
+        self.flows.session.window_room()
+    }
+
     /// Answers a SUBSCRIBE ([MQTT-3.8.4-1]: one return code per filter, in order). Ignored
     /// unless connected.
     pub fn suback(&mut self, packet_id: PacketId, return_codes: Vec<SubAckReturnCode>) {

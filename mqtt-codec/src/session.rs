@@ -242,6 +242,20 @@ impl Session {
         self.inflight_messages < max && self.outgoing.len() < usize::from(u16::MAX)
     }
 
+    /// Free slots of the in-flight window while nothing is queued behind it; 0 while something
+    /// is (new messages go behind the queue, [MQTT-4.6.0-6]).
+    pub(crate) fn window_room(&self) -> usize {
+        if !self.queue.is_empty() {
+            return 0;
+        }
+        let max = match self.limits.max_inflight {
+            0 => usize::from(u16::MAX),
+            n => usize::from(n),
+        };
+        max.saturating_sub(self.inflight_messages)
+            .min(usize::from(u16::MAX).saturating_sub(self.outgoing.len()))
+    }
+
     /// Puts a QoS 1/2 message in flight under a fresh id; `None` if no id is free.
     fn start_publish(&mut self, message: Message, ticket: u64) -> Option<(PacketId, u64)> {
         let id = self.allocate_id()?;

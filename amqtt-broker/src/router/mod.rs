@@ -7,6 +7,10 @@
 //! 0, in its stored session. The payload `Bytes` is shared by every copy. Scratch space is
 //! per worker thread, so routing allocates nothing per message once warmed up and idle
 //! connections hold none of it.
+//!
+//! Routing reports backpressure ([`Router::route_with`]): the subscribers whose mailbox is at
+//! its high-water mark, on which the publisher's connection then waits before it reads more
+//! (see [`crate::sessions`]).
 
 pub(crate) mod trie;
 
@@ -20,7 +24,7 @@ use parking_lot::RwLock;
 use crate::events::{BrokerEvent, Events};
 use crate::hooks::{AccessControl, Action, ClientInfo};
 use crate::plugins::BrokerStats;
-use crate::sessions::{Delivery, SubRef, Subscriber, SubscriberState};
+use crate::sessions::{Delivery, MailboxLimits, SubRef, Subscriber, SubscriberState};
 use crate::store::{Enqueued, RetainOutcome, RetainedStore, SessionStore};
 use trie::SubscriptionTrie;
 
@@ -32,7 +36,8 @@ pub(crate) struct Router {
     access: Arc<dyn AccessControl>,
     filters_topics: bool,
     events: Events,
-    max_queued: usize,
+    /// The bounds and backpressure marks of every mailbox.
+    pub(crate) mailbox: MailboxLimits,
     /// Where drops are counted for `$SYS/broker/messages/publish/dropped`.
     stats: Arc<BrokerStats>,
 }
@@ -57,7 +62,7 @@ impl Router {
         sessions: Arc<dyn SessionStore>,
         access: Arc<dyn AccessControl>,
         events: Events,
-        max_queued: usize,
+        mailbox: MailboxLimits,
         stats: Arc<BrokerStats>,
     ) -> Router {
         let filters_topics = access.filters_topics();
@@ -68,7 +73,7 @@ impl Router {
             access,
             filters_topics,
             events,
-            max_queued,
+            mailbox,
             stats,
         }
     }
@@ -77,6 +82,17 @@ impl Router {
     /// clears it as retained when its retain flag is set, then delivers it to every matching
     /// subscriber with retain 0 ([MQTT-3.3.1-9]). Returns the number of subscribers reached.
     pub(crate) fn route(&self, publisher: Option<&ClientInfo>, message: &Message) -> usize {
+        self.route_with(publisher, message, &mut |_| {})
+    }
+
+    /// [`Router::route`], calling `pressured` with every subscriber whose mailbox is at its
+    /// high-water mark (the publisher should wait for them before it reads more).
+    pub(crate) fn route_with(
+        &self,
+        publisher: Option<&ClientInfo>,
+        message: &Message,
+        pressured: &mut dyn FnMut(&Arc<Subscriber>),
+    ) -> usize {
         if message.retain {
             match self.retained.retain(message.clone()) {
                 RetainOutcome::Stored => {
@@ -93,13 +109,18 @@ impl Router {
             message,
         });
         SCRATCH.with(|cell| match cell.try_borrow_mut() {
-            Ok(mut scratch) => self.fan_out(message, &mut scratch),
+            Ok(mut scratch) => self.fan_out(message, &mut scratch, pressured),
             // Re-entered (an event hook routing from inside a delivery): use fresh scratch.
-            Err(_) => self.fan_out(message, &mut Scratch::default()),
+            Err(_) => self.fan_out(message, &mut Scratch::default(), pressured),
         })
     }
 
-    fn fan_out(&self, message: &Message, scratch: &mut Scratch) -> usize {
+    fn fan_out(
+        &self,
+        message: &Message,
+        scratch: &mut Scratch,
+        pressured: &mut dyn FnMut(&Arc<Subscriber>),
+    ) -> usize {
         let Scratch { stack, matches } = scratch;
         matches.clear();
         self.trie
@@ -126,7 +147,9 @@ impl Router {
                 qos: message.qos.min(granted),
                 retain: false,
             };
-            self.deliver(&sub.0, copy);
+            if self.deliver(&sub.0, copy) {
+                pressured(&sub.0);
+            }
         }
         if matches.capacity() > SCRATCH_KEEP {
             *matches = Vec::new();
@@ -138,29 +161,43 @@ impl Router {
     }
 
     /// Hands one message to one subscriber: its mailbox when online, its stored session when
-    /// offline and persistent (QoS 1/2 only), otherwise nowhere.
-    pub(crate) fn deliver(&self, sub: &Arc<Subscriber>, message: Message) {
+    /// offline and persistent (QoS 1/2 only), otherwise nowhere. Returns whether its mailbox is
+    /// at the high-water mark (the publisher should wait).
+    pub(crate) fn deliver(&self, sub: &Arc<Subscriber>, message: Message) -> bool {
         let mut state = sub.state.lock();
         if state.removed {
-            return;
+            return false;
         }
         if self.filters_topics
             && !self
                 .access
                 .check_topic(&state.info, message.topic.as_str(), Action::Receive)
         {
-            return;
+            return false;
         }
         if state.online.is_some() {
             let was_empty = state.mailbox.is_empty();
-            let outcome = Subscriber::deliver_online(&mut state, message, self.max_queued);
+            let outcome = Subscriber::deliver_online(&mut state, message, &self.mailbox);
             drop(state);
             match outcome {
-                // Only the first message of a batch needs a wake-up: the task drains the
-                // whole mailbox each time it wakes.
-                Delivery::Mailbox if was_empty => sub.wake.notify(),
-                Delivery::Mailbox => {}
-                Delivery::Dropped(dropped) => self.log_drop(sub, &dropped, "its mailbox is full"),
+                Delivery::Mailbox { pressure } => {
+                    // Only the first message of a batch needs a wake-up: the task keeps
+                    // taking from the mailbox until it is empty.
+                    if was_empty {
+                        sub.wake.notify();
+                    }
+                    pressure
+                }
+                Delivery::Dropped {
+                    last,
+                    count,
+                    pressure,
+                } => {
+                    for _ in 0..count {
+                        self.log_drop(sub, &last, "its mailbox is full");
+                    }
+                    pressure
+                }
             }
         } else if state.persistent && message.qos != QoS::AtMostOnce {
             self.events.emit(|| BrokerEvent::OfflineQueued {
@@ -172,6 +209,9 @@ impl Router {
             if let Enqueued::DroppedOldest(dropped) = outcome {
                 self.log_drop(sub, &dropped, "its offline queue is full");
             }
+            false
+        } else {
+            false
         }
     }
 

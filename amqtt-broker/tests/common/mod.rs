@@ -313,6 +313,13 @@ impl RawClient {
     /// Drops the socket without DISCONNECT.
     pub fn drop_connection(self) {}
 
+    /// The socket, for a test that drives it itself from here on (nothing is left buffered
+    /// after a handshake).
+    pub fn into_stream(self) -> TcpStream {
+        assert!(self.buf.is_empty(), "bytes left unread");
+        self.stream
+    }
+
     /// A PINGREQ answered by PINGRESP.
     pub async fn ping(&mut self) {
         self.send(Packet::PingReq).await;
