@@ -19,7 +19,7 @@ codec_targets=(decode roundtrip)
 broker_targets=(broker_streams config_yaml password_file)
 
 usage() {
-  sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
