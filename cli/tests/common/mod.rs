@@ -48,8 +48,21 @@ impl Sub {
     /// Starts `amqtt_sub -d -h 127.0.0.1 -p PORT ARGS…` and waits until its subscription is
     /// acknowledged (unless `wait_suback` is false).
     pub async fn start(addr: SocketAddr, args: &[&str], wait_suback: bool) -> Sub {
+        let mut all = vec![
+            "-h".to_string(),
+            "127.0.0.1".to_string(),
+            "-p".to_string(),
+            addr.port().to_string(),
+        ];
+        all.extend(args.iter().map(|s| s.to_string()));
+        Sub::start_with(&all, wait_suback).await
+    }
+
+    /// Starts `amqtt_sub -d ARGS…` (the broker given in `ARGS`, e.g. `--url`) and waits until
+    /// its subscription is acknowledged (unless `wait_suback` is false).
+    pub async fn start_with(args: &[String], wait_suback: bool) -> Sub {
         let mut child = Command::new(bin("amqtt_sub"))
-            .args(["-d", "-h", "127.0.0.1", "-p", &addr.port().to_string()])
+            .arg("-d")
             .args(args)
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
