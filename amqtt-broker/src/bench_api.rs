@@ -23,7 +23,7 @@ use crate::hooks::{AllowAll, ClientInfo};
 use crate::plugins::BrokerStats;
 use crate::router::trie::SubscriptionTrie;
 use crate::router::Router;
-use crate::sessions::{Online, Subscriber};
+use crate::sessions::{MailboxLimits, Online, Subscriber};
 use crate::store::{MemoryRetainedStore, MemorySessionStore};
 
 /// The subscription trie with `u32` subscriber ids and its matching scratch space.
@@ -77,6 +77,7 @@ pub struct FanOut {
     router: Router,
     subscribers: Vec<Online1>,
     now: Instant,
+    batch: Vec<Message>,
 }
 
 struct Online1 {
@@ -97,7 +98,7 @@ impl FanOut {
             Arc::new(MemorySessionStore::new()),
             Arc::new(AllowAll),
             Events::new(None),
-            limits.max_queued_messages,
+            MailboxLimits::new(limits.max_queued_messages, limits.max_queued_bytes),
             Arc::new(BrokerStats::new()),
         );
         let filter = TopicFilter::new(filter).expect("a valid topic filter");
@@ -134,6 +135,7 @@ impl FanOut {
             router,
             subscribers,
             now,
+            batch: Vec::new(),
         }
     }
 
@@ -144,8 +146,12 @@ impl FanOut {
         self.router.route(None, message);
         let mut bytes = 0;
         for s in &mut self.subscribers {
-            let batch = std::mem::take(&mut s.sub.state.lock().mailbox);
-            for m in batch {
+            // As the connection task takes its mailbox (within its in-flight window and write
+            // budget; a QoS 0 message needs no window).
+            let window = s.machine.publish_room();
+            s.sub
+                .take(&self.router.mailbox, window, usize::MAX, &mut self.batch);
+            for m in self.batch.drain(..) {
                 // A QoS 0 message is never queued, so nothing is dropped here.
                 let _ = s.machine.publish(self.now, m);
             }
