@@ -10,7 +10,7 @@ use arrayvec::ArrayString;
 use bytestring::ByteString;
 
 use crate::error::DecodeError;
-use crate::wire::Reader;
+use crate::wire::{Cursor, TopicBytes};
 
 /// The longest string MQTT can carry: a u16 length prefix ([MQTT-4.7.3-3]).
 pub const MAX_TOPIC_LEN: usize = 65_535;
@@ -136,22 +136,20 @@ impl TopicFilter {
     }
 
     /// Reads a `u16`-prefixed topic filter from a packet body, checking [MQTT-1.5.3-1],
-    /// [MQTT-1.5.3-2] and every filter rule. Short filters are copied inline, long ones share
-    /// the read buffer.
-    pub(crate) fn decode(body: &mut Reader) -> Result<TopicFilter, DecodeError> {
-        let len = usize::from(body.u16()?);
-        if len <= INLINE_TOPIC_LEN {
-            let raw = body.peek(len)?;
-            let filter = std::str::from_utf8(raw).map_err(|_| DecodeError::InvalidUtf8)?;
-            validate_filter(filter)?;
-            if let Some(inline) = TopicStr::inline(filter) {
-                body.skip(len);
-                return Ok(TopicFilter(inline));
-            }
+    /// [MQTT-1.5.3-2] and every filter rule. Filters are copied out of the read buffer: short
+    /// ones inline, longer ones (rare, and SUBSCRIBE is not the hot path) into their own bytes.
+    #[inline]
+    pub(crate) fn decode(body: &mut Cursor<'_>) -> Result<TopicFilter, DecodeError> {
+        let raw = TopicBytes::scan(body.binary()?);
+        let filter = raw.to_str()?;
+        validate_len(filter)?;
+        if raw.has_special() {
+            check_filter_levels(filter.as_bytes())?;
         }
-        let filter = ByteString::try_from(body.take(len)?).map_err(|_| DecodeError::InvalidUtf8)?;
-        validate_filter(&filter)?;
-        Ok(TopicFilter(TopicStr::Shared(filter)))
+        Ok(TopicFilter(match TopicStr::inline(filter) {
+            Some(inline) => inline,
+            None => TopicStr::Shared(ByteString::from(filter.to_owned())),
+        }))
     }
 
     /// The filter as a string slice.
@@ -359,50 +357,86 @@ fn validate_name(s: &str) -> Result<(), DecodeError> {
 }
 
 /// The byte rules of a topic name: no U+0000 ([MQTT-4.7.3-2]), no wildcard ([MQTT-3.3.2-2]).
-/// One branch-free pass (it vectorises) for the common case of a clean name.
 #[inline]
-pub(crate) fn check_name_bytes(bytes: &[u8]) -> Result<(), DecodeError> {
-    let suspect = bytes
-        .iter()
-        .map(|&b| u8::from(b == 0) | u8::from(b == b'+') | u8::from(b == b'#'))
-        .fold(0u8, |acc, hit| acc | hit);
-    if suspect == 0 {
-        return Ok(());
+fn check_name_bytes(bytes: &[u8]) -> Result<(), DecodeError> {
+    if TopicBytes::scan(bytes).has_special() {
+        return Err(special_name_error(bytes));
     }
+    Ok(())
+}
+
+/// Checks the raw topic name of a PUBLISH or a will against every rule, in one pass over its
+/// bytes for the common ASCII name: non-empty ([MQTT-4.7.3-1]), no U+0000 ([MQTT-4.7.3-2]), no
+/// wildcard ([MQTT-3.3.2-2]), UTF-8 ([MQTT-1.5.3-1]).
+#[inline]
+pub(crate) fn checked_name_str(raw: &[u8]) -> Result<&str, DecodeError> {
+    if raw.is_empty() {
+        return Err(DecodeError::EmptyTopic);
+    }
+    let scan = TopicBytes::scan(raw);
+    if scan.has_special() {
+        return Err(special_name_error(raw));
+    }
+    scan.to_str()
+}
+
+/// Which rule a name holding U+0000, `+` or `#` breaks: a U+0000 anywhere wins.
+#[cold]
+fn special_name_error(bytes: &[u8]) -> DecodeError {
+    if bytes.contains(&0) {
+        DecodeError::NullCharacter
+    } else {
+        DecodeError::WildcardInTopicName
+    }
+}
+
+/// [MQTT-4.7.3-1..3], [MQTT-4.7.1-2] and [MQTT-4.7.1-3].
+fn validate_filter(s: &str) -> Result<(), DecodeError> {
+    validate_len(s)?;
+    if TopicBytes::scan(s.as_bytes()).has_special() {
+        check_filter_levels(s.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// The filter rules for a filter that holds U+0000, `+` or `#`: a U+0000 anywhere wins,
+/// otherwise the leftmost bad level decides.
+#[cold]
+fn check_filter_levels(bytes: &[u8]) -> Result<(), DecodeError> {
     if bytes.contains(&0) {
         return Err(DecodeError::NullCharacter);
     }
-    Err(DecodeError::WildcardInTopicName)
-}
-
-/// [MQTT-4.7.3-1..3], [MQTT-4.7.1-2] and [MQTT-4.7.1-3] in one pass: a U+0000 anywhere wins,
-/// otherwise the leftmost bad level decides.
-fn validate_filter(s: &str) -> Result<(), DecodeError> {
-    validate_len(s)?;
-    let bytes = s.as_bytes();
-    let mut first_error = None;
-    // The current level: its length and which wildcards it holds.
-    let (mut len, mut plus, mut hash) = (0usize, false, false);
-    for (i, &b) in bytes.iter().enumerate() {
-        match b {
-            0 => return Err(DecodeError::NullCharacter),
-            b'/' => {
-                if first_error.is_none() {
-                    first_error = level_error(len, plus, hash, false);
-                }
-                (len, plus, hash) = (0, false, false);
-                continue;
-            }
-            b'+' => plus = true,
-            b'#' => hash = true,
-            _ => {}
+    // A level is bad exactly when one of its wildcards is bad, so the first bad wildcard lies in
+    // the leftmost bad level; that level's contents then decide which rule it breaks.
+    for (at, &byte) in bytes.iter().enumerate() {
+        if byte != b'+' && byte != b'#' {
+            continue;
         }
-        len += 1;
-        if i + 1 == bytes.len() && first_error.is_none() {
-            first_error = level_error(len, plus, hash, true);
+        let starts_level = at == 0 || bytes.get(at - 1) == Some(&b'/');
+        let ends_level = matches!(bytes.get(at + 1), None | Some(b'/'));
+        let is_last = at + 1 == bytes.len();
+        if starts_level && ends_level && (byte == b'+' || is_last) {
+            continue;
+        }
+        let before = bytes.get(..at).unwrap_or_default();
+        let start = before.iter().rposition(|&b| b == b'/').map_or(0, |p| p + 1);
+        let after = bytes.get(at..).unwrap_or_default();
+        let end = after
+            .iter()
+            .position(|&b| b == b'/')
+            .map_or(bytes.len(), |p| at + p);
+        let level = bytes.get(start..end).unwrap_or_default();
+        let error = level_error(
+            level.len(),
+            level.contains(&b'+'),
+            level.contains(&b'#'),
+            end == bytes.len(),
+        );
+        if let Some(error) = error {
+            return Err(error);
         }
     }
-    first_error.map_or(Ok(()), Err)
+    Ok(())
 }
 
 /// What is wrong with a filter level of `len` bytes holding `+` and/or `#`, if anything.

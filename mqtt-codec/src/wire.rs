@@ -177,12 +177,6 @@ impl Reader {
         Reader { body }
     }
 
-    /// How many bytes are left.
-    #[inline]
-    pub(crate) fn remaining(&self) -> usize {
-        self.body.len()
-    }
-
     /// Reads one byte.
     #[inline]
     pub(crate) fn u8(&mut self) -> Result<u8, DecodeError> {
@@ -199,12 +193,6 @@ impl Reader {
             return Err(DecodeError::Truncated);
         }
         Ok(self.body.get_u16())
-    }
-
-    /// Reads a packet id, refusing 0 ([MQTT-2.3.1-1]).
-    #[inline]
-    pub(crate) fn packet_id(&mut self) -> Result<PacketId, DecodeError> {
-        PacketId::new(self.u16()?).ok_or(DecodeError::ZeroPacketId)
     }
 
     /// Reads a `u16`-prefixed field as a slice of the body.
@@ -250,6 +238,138 @@ impl Reader {
     #[inline]
     pub(crate) fn owned_string(&mut self) -> Result<String, DecodeError> {
         Ok(String::from(self.string()?))
+    }
+
+    /// Succeeds only if the whole body was read.
+    #[inline]
+    pub(crate) fn finish(self) -> Result<(), DecodeError> {
+        match self.body.len() {
+            0 => Ok(()),
+            n => Err(DecodeError::TrailingBytes(n)),
+        }
+    }
+}
+
+/// One pass over the bytes of a topic name or filter, eight bytes at a time: whether any is
+/// U+0000, `+` or `#` (what the topic rules must look at more closely) and whether all are
+/// ASCII (then they are UTF-8 without running the general decoder).
+pub(crate) struct TopicBytes<'a> {
+    bytes: &'a [u8],
+    special: bool,
+    ascii: bool,
+}
+
+impl<'a> TopicBytes<'a> {
+    /// Scans `bytes`.
+    #[inline]
+    pub(crate) fn scan(bytes: &'a [u8]) -> TopicBytes<'a> {
+        const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+        const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+        // Exact for "is any byte of `v` zero" (it may misplace which one, never whether).
+        let zero_byte = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+        let word_flags = |v: u64| {
+            let special = zero_byte(v)
+                | zero_byte(v ^ (ONES * u64::from(b'+')))
+                | zero_byte(v ^ (ONES * u64::from(b'#')));
+            (special, v & HIGH)
+        };
+        let (mut special, mut high) = (0u64, 0u64);
+        let mut words = bytes.chunks_exact(8);
+        for word in &mut words {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(word);
+            let (s, h) = word_flags(u64::from_ne_bytes(w));
+            special |= s;
+            high |= h;
+        }
+        // The tail, padded with a byte that is ASCII and not special.
+        let tail = words.remainder();
+        let mut w = [b'a'; 8];
+        if let Some(dst) = w.get_mut(..tail.len()) {
+            dst.copy_from_slice(tail);
+        }
+        let (s, h) = word_flags(u64::from_ne_bytes(w));
+        TopicBytes {
+            bytes,
+            special: special | s != 0,
+            ascii: high | h == 0,
+        }
+    }
+
+    /// Whether some byte is U+0000, `+` or `#`.
+    #[inline]
+    pub(crate) fn has_special(&self) -> bool {
+        self.special
+    }
+
+    /// The bytes as a `&str`, or [`DecodeError::InvalidUtf8`] ([MQTT-1.5.3-1]).
+    #[inline]
+    pub(crate) fn to_str(&self) -> Result<&'a str, DecodeError> {
+        if self.ascii {
+            // SAFETY: `scan` found no byte with the high bit set, and every sequence of ASCII
+            // bytes is well-formed UTF-8.
+            return Ok(unsafe { std::str::from_utf8_unchecked(self.bytes) });
+        }
+        std::str::from_utf8(self.bytes).map_err(|_| DecodeError::InvalidUtf8)
+    }
+}
+
+/// A cursor over one packet's body borrowed in place from the read buffer, for packets whose
+/// fields are all copied out (SUBSCRIBE, UNSUBSCRIBE, SUBACK, CONNACK): no split, no reference
+/// count. Every read checks the length first, so a short body is [`DecodeError::Truncated`].
+pub(crate) struct Cursor<'a> {
+    body: &'a [u8],
+}
+
+impl<'a> Cursor<'a> {
+    /// A cursor over a complete packet body (the bytes after the fixed header).
+    #[inline]
+    pub(crate) fn new(body: &'a [u8]) -> Cursor<'a> {
+        Cursor { body }
+    }
+
+    /// How many bytes are left.
+    #[inline]
+    pub(crate) fn remaining(&self) -> usize {
+        self.body.len()
+    }
+
+    /// Reads one byte.
+    #[inline]
+    pub(crate) fn u8(&mut self) -> Result<u8, DecodeError> {
+        let [byte, rest @ ..] = self.body else {
+            return Err(DecodeError::Truncated);
+        };
+        self.body = rest;
+        Ok(*byte)
+    }
+
+    /// Reads a big-endian `u16`.
+    #[inline]
+    pub(crate) fn u16(&mut self) -> Result<u16, DecodeError> {
+        let [hi, lo, rest @ ..] = self.body else {
+            return Err(DecodeError::Truncated);
+        };
+        self.body = rest;
+        Ok(u16::from_be_bytes([*hi, *lo]))
+    }
+
+    /// Reads a packet id, refusing 0 ([MQTT-2.3.1-1]).
+    #[inline]
+    pub(crate) fn packet_id(&mut self) -> Result<PacketId, DecodeError> {
+        PacketId::new(self.u16()?).ok_or(DecodeError::ZeroPacketId)
+    }
+
+    /// Reads a `u16`-prefixed field as a slice of the body.
+    #[inline]
+    pub(crate) fn binary(&mut self) -> Result<&'a [u8], DecodeError> {
+        let len = usize::from(self.u16()?);
+        if self.body.len() < len {
+            return Err(DecodeError::Truncated);
+        }
+        let (field, rest) = self.body.split_at(len);
+        self.body = rest;
+        Ok(field)
     }
 
     /// Succeeds only if the whole body was read.
@@ -333,6 +453,36 @@ mod tests {
         assert_eq!(r.string(), Err(DecodeError::InvalidUtf8));
         let mut r = Reader::new(Bytes::from_static(b"\x00\x05ab"));
         assert_eq!(r.string(), Err(DecodeError::Truncated));
+    }
+
+    #[test]
+    fn topic_bytes_finds_every_special_byte_at_every_position() {
+        for len in 0..40 {
+            let clean = vec![b'x'; len];
+            let scan = TopicBytes::scan(&clean);
+            assert!(!scan.has_special() && scan.to_str() == Ok(clean_str(&clean)));
+            for at in 0..len {
+                for special in [0, b'+', b'#'] {
+                    let mut bytes = clean.clone();
+                    bytes[at] = special;
+                    assert!(TopicBytes::scan(&bytes).has_special(), "{bytes:?}");
+                }
+                // A lone non-ASCII byte is not UTF-8; a whole character is.
+                let mut bytes = clean.clone();
+                bytes[at] = 0xc3;
+                assert_eq!(
+                    TopicBytes::scan(&bytes).to_str(),
+                    Err(DecodeError::InvalidUtf8)
+                );
+                bytes.insert(at + 1, 0xa9);
+                assert_eq!(TopicBytes::scan(&bytes).to_str().map(str::len), Ok(len + 1));
+                assert!(!TopicBytes::scan(&bytes).has_special());
+            }
+        }
+    }
+
+    fn clean_str(bytes: &[u8]) -> &str {
+        std::str::from_utf8(bytes).unwrap()
     }
 
     #[test]

@@ -5,7 +5,7 @@ use bytes::{BufMut, BytesMut};
 use super::kind;
 use crate::error::{DecodeError, EncodeError};
 use crate::types::ConnectReturnCode;
-use crate::wire::Reader;
+use crate::wire::Cursor;
 
 /// CONNACK: the server's answer to CONNECT.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,7 +32,7 @@ impl ConnAck {
         Ok(())
     }
 
-    pub(crate) fn decode(body: &mut Reader) -> Result<ConnAck, DecodeError> {
+    pub(crate) fn decode(body: &mut Cursor<'_>) -> Result<ConnAck, DecodeError> {
         let flags = body.u8()?;
         let code = body.u8()?;
         // [MQTT-3.2.2-1] bits 7-1 of the acknowledge flags are reserved.

@@ -49,7 +49,7 @@ use bytes::{Buf, BytesMut};
 use crate::error::{DecodeError, EncodeError};
 use crate::outbuf::OutBuf;
 use crate::types::PacketId;
-use crate::wire::{self, Reader};
+use crate::wire::{self, Cursor, Reader};
 
 pub use connack::ConnAck;
 pub use connect::{Connect, LastWill};
@@ -271,6 +271,7 @@ impl Decoder {
     /// Errors in the fixed header (packet type, flags, remaining length, size) are reported as
     /// soon as the bytes that show them arrive, and consume nothing; errors in the body are
     /// reported once the whole packet has arrived, and consume it.
+    #[inline]
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, DecodeError> {
         let Some(&first) = buf.first() else {
             return Ok(None);
@@ -323,20 +324,29 @@ impl Decoder {
             }
             _ => {}
         }
-        let mut frame = buf.split_to(size);
-        frame.advance(header_len);
-        let mut body = Reader::new(frame.freeze());
+        if packet_type == kind::CONNECT {
+            // CONNECT's will payload and password are `Bytes` sharing the frame.
+            let mut frame = buf.split_to(size);
+            frame.advance(header_len);
+            let mut body = Reader::new(frame.freeze());
+            let connect = Connect::decode(&mut body)?;
+            body.finish()?;
+            return Ok(Some(Packet::Connect(Box::new(connect))));
+        }
+        // The other packets copy every field out, so they are parsed in place: no split, no
+        // reference count. The packet is consumed whether or not its body is valid.
+        let mut body = Cursor::new(buf.get(header_len..size).unwrap_or_default());
         let packet = match packet_type {
-            kind::CONNECT => Packet::Connect(Box::new(Connect::decode(&mut body)?)),
-            kind::CONNACK => Packet::ConnAck(ConnAck::decode(&mut body)?),
-            kind::SUBSCRIBE => Packet::Subscribe(Subscribe::decode(&mut body)?),
-            kind::SUBACK => Packet::SubAck(SubAck::decode(&mut body)?),
-            kind::UNSUBSCRIBE => Packet::Unsubscribe(Unsubscribe::decode(&mut body)?),
+            kind::CONNACK => ConnAck::decode(&mut body).map(Packet::ConnAck),
+            kind::SUBSCRIBE => Subscribe::decode(&mut body).map(Packet::Subscribe),
+            kind::SUBACK => SubAck::decode(&mut body).map(Packet::SubAck),
+            kind::UNSUBSCRIBE => Unsubscribe::decode(&mut body).map(Packet::Unsubscribe),
             // check_fixed_header_flags refused every other type.
-            other => return Err(DecodeError::ReservedPacketType(other)),
-        };
-        body.finish()?;
-        Ok(Some(packet))
+            other => Err(DecodeError::ReservedPacketType(other)),
+        }
+        .and_then(|packet| body.finish().map(|()| packet));
+        buf.advance(size);
+        packet.map(Some)
     }
 }
 

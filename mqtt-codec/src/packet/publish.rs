@@ -12,7 +12,7 @@ use bytestring::ByteString;
 use super::kind;
 use crate::error::{DecodeError, EncodeError};
 use crate::outbuf::OutBuf;
-use crate::topic::{check_name_bytes, TopicName, INLINE_TOPIC_LEN};
+use crate::topic::{checked_name_str, TopicName, INLINE_TOPIC_LEN};
 use crate::types::{PacketId, QosPid};
 use crate::wire::{self, Reader, StackBuf};
 
@@ -110,6 +110,7 @@ impl Publish {
     ///
     /// The fields are parsed in place; only the payload (and a topic too long to be stored
     /// inline) is split off the buffer, so a PUBLISH costs one reference count, not a frame.
+    #[inline]
     pub(crate) fn decode_from(
         flags: u8,
         buf: &mut BytesMut,
@@ -168,13 +169,8 @@ fn parse_fields(flags: u8, body: &[u8]) -> Result<(Option<TopicName>, QosPid, us
     };
     let len = usize::from(u16::from_be_bytes([*hi, *lo]));
     let raw = rest.get(..len).ok_or(DecodeError::Truncated)?;
-    check_topic_name_bytes(raw)?;
-    let topic = if len <= INLINE_TOPIC_LEN {
-        let name = std::str::from_utf8(raw).map_err(|_| DecodeError::InvalidUtf8)?;
-        TopicName::inline_from_checked(name)
-    } else {
-        None
-    };
+    // A name too long to be stored inline comes back as `None`, to be shared by the caller.
+    let topic = TopicName::inline_from_checked(checked_name_str(raw)?);
     let after_topic = rest.get(len..).unwrap_or(&[]);
     let (qos_pid, id_len) = match qos {
         0 => (QosPid::AtMostOnce, 0),
@@ -194,16 +190,6 @@ fn parse_fields(flags: u8, body: &[u8]) -> Result<(Option<TopicName>, QosPid, us
     Ok((topic, qos_pid, 2 + len + id_len))
 }
 
-/// Checks the byte-level rules of a topic name: non-empty ([MQTT-4.7.3-1]), no U+0000
-/// ([MQTT-4.7.3-2]), no wildcard ([MQTT-3.3.2-2]).
-#[inline]
-fn check_topic_name_bytes(raw: &[u8]) -> Result<(), DecodeError> {
-    if raw.is_empty() {
-        return Err(DecodeError::EmptyTopic);
-    }
-    check_name_bytes(raw)
-}
-
 /// Reads a topic name, checking every rule in one pass over its bytes: non-empty
 /// ([MQTT-4.7.3-1]), no U+0000 ([MQTT-4.7.3-2]), no wildcard ([MQTT-3.3.2-2]), UTF-8
 /// ([MQTT-1.5.3-1]). Short names are copied inline, long ones share the read buffer. Shared
@@ -211,14 +197,9 @@ fn check_topic_name_bytes(raw: &[u8]) -> Result<(), DecodeError> {
 #[inline]
 pub(crate) fn decode_topic_name(body: &mut Reader) -> Result<TopicName, DecodeError> {
     let len = usize::from(body.u16()?);
-    let raw = body.peek(len)?;
-    check_topic_name_bytes(raw)?;
-    if len <= INLINE_TOPIC_LEN {
-        let name = std::str::from_utf8(raw).map_err(|_| DecodeError::InvalidUtf8)?;
-        if let Some(topic) = TopicName::inline_from_checked(name) {
-            body.skip(len);
-            return Ok(topic);
-        }
+    if let Some(topic) = TopicName::inline_from_checked(checked_name_str(body.peek(len)?)?) {
+        body.skip(len);
+        return Ok(topic);
     }
     let name = ByteString::try_from(body.take(len)?).map_err(|_| DecodeError::InvalidUtf8)?;
     Ok(TopicName::from_checked(name))

@@ -5,7 +5,7 @@ use bytes::{BufMut, BytesMut};
 use super::kind;
 use crate::error::{DecodeError, EncodeError};
 use crate::types::{PacketId, QoS};
-use crate::wire::{self, Reader};
+use crate::wire::{self, Cursor};
 
 /// One return code of a SUBACK.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -62,7 +62,7 @@ impl SubAck {
         Ok(())
     }
 
-    pub(crate) fn decode(body: &mut Reader) -> Result<SubAck, DecodeError> {
+    pub(crate) fn decode(body: &mut Cursor<'_>) -> Result<SubAck, DecodeError> {
         let packet_id = body.packet_id()?;
         let mut return_codes = Vec::with_capacity(body.remaining());
         while body.remaining() > 0 {

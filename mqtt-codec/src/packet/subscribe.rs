@@ -6,7 +6,7 @@ use super::kind;
 use crate::error::{DecodeError, EncodeError};
 use crate::topic::TopicFilter;
 use crate::types::{PacketId, QoS};
-use crate::wire::{self, Reader};
+use crate::wire::{self, Cursor};
 
 /// SUBSCRIBE: topic filters with their requested QoS.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,7 +43,7 @@ impl Subscribe {
         Ok(())
     }
 
-    pub(crate) fn decode(body: &mut Reader) -> Result<Subscribe, DecodeError> {
+    pub(crate) fn decode(body: &mut Cursor<'_>) -> Result<Subscribe, DecodeError> {
         let packet_id = body.packet_id()?;
         let mut filters = Vec::new();
         while body.remaining() > 0 {

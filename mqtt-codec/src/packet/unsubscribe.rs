@@ -6,7 +6,7 @@ use super::kind;
 use crate::error::{DecodeError, EncodeError};
 use crate::topic::TopicFilter;
 use crate::types::PacketId;
-use crate::wire::{self, Reader};
+use crate::wire::{self, Cursor};
 
 /// UNSUBSCRIBE: topic filters to remove.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,7 +42,7 @@ impl Unsubscribe {
         Ok(())
     }
 
-    pub(crate) fn decode(body: &mut Reader) -> Result<Unsubscribe, DecodeError> {
+    pub(crate) fn decode(body: &mut Cursor<'_>) -> Result<Unsubscribe, DecodeError> {
         let packet_id = body.packet_id()?;
         let mut filters = Vec::new();
         while body.remaining() > 0 {
