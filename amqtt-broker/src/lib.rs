@@ -22,6 +22,8 @@
 //! and [`SessionStore`] traits.
 #![warn(missing_docs)]
 
+#[doc(hidden)]
+pub mod bench_api;
 mod broker;
 pub mod config;
 mod connection;

@@ -10,36 +10,35 @@
 //! Every process is started with `kill_on_drop` and every wait is bounded.
 
 mod common;
-#[path = "../../amqtt-broker/tests/transports_pki/mod.rs"]
-mod pki;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
 
-use amqtt_broker::{Broker, BrokerConfig};
+use amqtt_broker::Broker;
 use amqtt_client::{ClientConfig, MQTTClient, QoS};
-use common::{free_port, listening, run, strings, within, Peer};
-use pki::Pki;
+use common::pki::Pki;
+use common::{broker_with, free_port, listener_yaml, listening, name, run, strings, within, Peer};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// This broker with `default` (tcp), `tls`, `mtls` (client certificates required), `ws` and
 /// `wss` listeners.
 async fn broker(pki: &Pki) -> Broker {
-    let tls = pki.server_yaml();
-    let ca = pki.ca.display();
-    let yaml = format!(
-        "listeners:\n\
-         \x20 default: {{type: tcp, bind: \"127.0.0.1:0\"}}\n\
-         \x20 tls: {{type: tcp, bind: \"127.0.0.1:0\", {tls}}}\n\
-         \x20 mtls: {{type: tcp, bind: \"127.0.0.1:0\", {tls}, cafile: \"{ca}\"}}\n\
-         \x20 ws: {{type: ws, bind: \"127.0.0.1:0\"}}\n\
-         \x20 wss: {{type: ws, bind: \"127.0.0.1:0\", {tls}}}\n\
-         plugins:\n  amqtt.plugins.authentication.AnonymousAuthPlugin:\n    allow_anonymous: true\n"
-    );
-    let broker = Broker::new(BrokerConfig::from_yaml_str(&yaml).unwrap()).unwrap();
-    broker.start().await.unwrap();
-    broker
+    let client_ca = format!(", cafile: \"{}\"", pki.ca.display());
+    let mut listeners: Vec<(String, String)> = ["tcp", "tls", "ws", "wss"]
+        .iter()
+        .map(|k| {
+            (
+                name(k).to_string(),
+                listener_yaml(pki, k, "127.0.0.1:0", ""),
+            )
+        })
+        .collect();
+    listeners.push((
+        "mtls".into(),
+        listener_yaml(pki, "tls", "127.0.0.1:0", &client_ca),
+    ));
+    broker_with(&listeners).await
 }
 
 fn port(broker: &Broker, listener: &str) -> String {
