@@ -88,7 +88,7 @@ async fn allocations_per_message(qos: QoS) -> f64 {
     }
 
     let before = ALLOCATIONS.load(Ordering::Relaxed);
-    let (write, read) = tokio::join!(publisher.write_all(&input), async {
+    let (write, ()) = tokio::join!(publisher.write_all(&input), async {
         let mut received = 0;
         while received < expected {
             let n = sub.read(&mut got).await.expect("read");
@@ -97,7 +97,6 @@ async fn allocations_per_message(qos: QoS) -> f64 {
         }
     });
     write.expect("write");
-    let _ = read;
     let after = ALLOCATIONS.load(Ordering::Relaxed);
     drop(publisher);
     drop(sub);
