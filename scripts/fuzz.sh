@@ -10,7 +10,8 @@
 # flags); needs `cargo install cargo-fuzz`. The corpus grows in <crate>/fuzz/corpus/TARGET
 # (not committed) from the committed seeds in <crate>/fuzz/seeds[/TARGET]; a crash is saved in
 # <crate>/fuzz/artifacts/TARGET and makes the script fail: turn it into a unit test and fix it.
-# Set FUZZ_JOBS=N to run N fuzzing processes per target, FUZZ_NICE=19 to run niced.
+# Set FUZZ_JOBS=N to run N fuzzing processes per target, FUZZ_NICE=19 to run niced, FUZZ_ARGS
+# for more libFuzzer flags.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,6 +40,10 @@ run_one() {
   elif [ "$dir" = mqtt-codec/fuzz ]; then
     inputs+=(seeds)
   fi
+  # Inputs of the broker target are operation sequences: let them be long from the start.
+  if [ "$target" = broker_streams ]; then
+    jobs+=(-max_len=2048 -len_control=0)
+  fi
   if [ -n "${FUZZ_JOBS:-}" ]; then
     jobs=(-jobs="$FUZZ_JOBS" -workers="$FUZZ_JOBS")
   fi
@@ -48,7 +53,7 @@ run_one() {
     cd "$dir"
     RUSTC_BOOTSTRAP=1 nice -n "${FUZZ_NICE:-0}" cargo fuzz run "$target" "${inputs[@]}" -- \
       -max_total_time="$seconds" -timeout=30 -rss_limit_mb=4096 -print_final_stats=1 \
-      ${jobs[@]+"${jobs[@]}"}
+      ${jobs[@]+"${jobs[@]}"} ${FUZZ_ARGS:-}
   )
   echo "== $target: done after $((SECONDS - start))s, no crash" >&2
 }
