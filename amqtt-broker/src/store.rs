@@ -115,9 +115,10 @@ impl RetainedStore for MemoryRetainedStore {
                 None => RetainOutcome::Unchanged,
             };
         }
-        // A retained message lives long: copy the payload out of the (much larger) read buffer
-        // it shares, so it does not pin that buffer.
+        // A retained message lives long: copy the payload (and a long topic) out of the (much
+        // larger) read buffer they share, so they do not pin that buffer.
         message.payload = Bytes::copy_from_slice(&message.payload);
+        message.topic = crate::connection::detached_topic(message.topic);
         message.retain = true;
         self.messages.write().insert(message);
         RetainOutcome::Stored
