@@ -18,6 +18,7 @@
 #   BENCH_HOLD       how long they are held              5s / 2s
 #   BENCH_REPS       repetitions (at least 3 advised)       3 / 3
 #   BENCH_RATE       latency scenario rate, msgs/s       5000 / 5000
+#   BENCH_SCENARIOS  which to run (default "fanin fanout qos1 qos2 latency conns")
 #   BENCH_BROKERS, BENCH_BROKER_CORE, BENCH_LOAD_CORE, BENCH_RUMQTTD_INSTALL_TIMEOUT (600 s),
 #   BENCH_SKIP_BUILD=1 (use target/release as it is)
 # Every run is bounded by `timeout`; the whole script by its scenario count.
@@ -36,7 +37,7 @@ while [ $# -gt 0 ]; do
     --brokers) BENCH_BROKERS=$2; shift ;;
     --with-rumqttd) RUMQTTD_MODE=yes ;;
     --without-rumqttd) RUMQTTD_MODE=no ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
     *) echo "compare.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -217,7 +218,7 @@ EOF
   stop_broker
 }
 
-SCENARIOS=(fanin fanout qos1 qos2 latency conns)
+read -r -a SCENARIOS <<<"${BENCH_SCENARIOS:-fanin fanout qos1 qos2 latency conns}"
 log "brokers: ${BROKERS[*]}; broker on core $BENCH_BROKER_CORE, amqtt_bench on core $BENCH_LOAD_CORE"
 log "duration $BENCH_DURATION, $BENCH_REPS repetitions, $BENCH_CONNS idle connections; results in $RESULTS"
 for rep in $(seq "$BENCH_REPS"); do

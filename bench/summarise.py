@@ -6,6 +6,7 @@ Reads RESULTS_DIR/<scenario>.<broker>.<rep>.json as written by compare.sh (amqtt
 output, plus broker_cpu_s or broker_rss_kb where the script measured them).
 """
 
+import glob
 import json
 import os
 import statistics
@@ -112,6 +113,8 @@ def main():
     print("|" + "---|" * len(header))
     notes = []
     for scenario, label, metric, extract, higher_better, fmt in ROWS:
+        if not glob.glob(os.path.join(results, f"{scenario}.*.json")):
+            continue  # not run (BENCH_SCENARIOS)
         medians = {}
         cells = []
         for broker in brokers:

@@ -24,12 +24,13 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, SystemTime};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use mqtt_codec::packet::{Packet, SubAckReturnCode};
 use mqtt_codec::server::{CloseReason, PacketCounts, ServerConnection, ServerEvent};
 use mqtt_codec::session::{Message, Session};
 use mqtt_codec::{
-    Connect, ConnectReturnCode, LastWill, OutBuf, Publish, QoS, Subscribe, Unsubscribe,
+    Connect, ConnectReturnCode, LastWill, OutBuf, Publish, QoS, Subscribe, TopicFilter, TopicName,
+    Unsubscribe,
 };
 use rand::distributions::{Alphanumeric, DistString};
 use tokio_util::sync::CancellationToken;
@@ -122,7 +123,8 @@ const BATCH_KEEP: usize = 4096;
 struct Attached {
     sub: Arc<Subscriber>,
     info: Arc<ClientInfo>,
-    will: Option<LastWill>,
+    /// Boxed: most clients have none, and every connection's task stays small.
+    will: Option<Box<LastWill>>,
 }
 
 struct Conn<T> {
@@ -150,6 +152,14 @@ struct Conn<T> {
     blocked: Option<Box<Blocked>>,
     /// Messages were left in the mailbox: take more as soon as there is room.
     more_mail: bool,
+}
+
+/// An event whose handling waits for a plugin (authentication, topic checks).
+enum Waits {
+    Connect(Box<Connect>),
+    Subscribe(Subscribe),
+    /// A PUBLISH whose topic the access control must allow.
+    Publish(Message),
 }
 
 enum Step {
@@ -393,9 +403,24 @@ impl<T: Transport> Conn<T> {
 
     /// Acts on every pending event, then moves every pending byte into `out`.
     async fn process_outputs(&mut self) {
+        // What waits for a plugin is boxed, and the rest starts over after it: this future
+        // stays a few words in every connection's task.
+        // (`waits` is moved into the box at once, so it takes no room in this future either.)
+        while let Some(waiting) = self
+            .process_ready()
+            .map(|waits| Box::pin(self.handle_waiting(waits)))
+        {
+            waiting.await;
+        }
+    }
+
+    /// [`Conn::process_outputs`] up to the first event that has to wait, which it returns.
+    fn process_ready(&mut self) -> Option<Waits> {
         loop {
             while let Some(event) = self.machine.poll_event() {
-                self.handle_event(event).await;
+                if let Some(waits) = self.handle_event(event) {
+                    return Some(waits);
+                }
             }
             // Bytes left undecoded while a CONNECT awaited our decision are fed again now.
             if self.rbuf.is_empty() || !self.machine.is_connected() || !self.machine.wants_read() {
@@ -412,9 +437,12 @@ impl<T: Transport> Conn<T> {
         while self.machine.poll_transmit(&mut self.out) {}
         // With the packet trace on, transmitting reported the packets sent.
         while let Some(event) = self.machine.poll_event() {
-            self.handle_event(event).await;
+            if let Some(waits) = self.handle_event(event) {
+                return Some(waits);
+            }
         }
         self.update_stats();
+        None
     }
 
     /// Adds what the machine counted since the last call to the broker's stats: a few integer
@@ -438,15 +466,16 @@ impl<T: Transport> Conn<T> {
         }
     }
 
-    async fn handle_event(&mut self, event: ServerEvent) {
+    /// Acts on `event` at once, or hands back what has to wait for a plugin (the caller boxes
+    /// that: keeping those futures out of the task keeps every idle connection's task small,
+    /// and the PUBLISH path stays synchronous unless topics are filtered).
+    fn handle_event(&mut self, event: ServerEvent) -> Option<Waits> {
         match event {
             ServerEvent::PacketReceived(packet) => self.emit_packet(false, &packet),
             ServerEvent::PacketSent(packet) => self.emit_packet(true, &packet),
-            // Boxed: the CONNECT handling (authentication, takeover) happens once, and keeping
-            // its state out of the task keeps every idle connection's task small.
-            ServerEvent::Connect(connect) => Box::pin(self.on_connect(*connect)).await,
-            ServerEvent::Publish(publish) => self.on_publish(publish).await,
-            ServerEvent::Subscribe(subscribe) => Box::pin(self.on_subscribe(subscribe)).await,
+            ServerEvent::Connect(connect) => return Some(Waits::Connect(connect)),
+            ServerEvent::Publish(publish) => return self.on_publish(publish).map(Waits::Publish),
+            ServerEvent::Subscribe(subscribe) => return Some(Waits::Subscribe(subscribe)),
             ServerEvent::Unsubscribe(unsubscribe) => self.on_unsubscribe(unsubscribe),
             ServerEvent::Delivered(_) => {}
             ServerEvent::Disconnect => {
@@ -469,6 +498,16 @@ impl<T: Transport> Conn<T> {
                 };
                 self.lost(&why);
             }
+        }
+        None
+    }
+
+    /// The events that wait for authentication or topic checks.
+    async fn handle_waiting(&mut self, waits: Waits) {
+        match waits {
+            Waits::Connect(connect) => self.on_connect(*connect).await,
+            Waits::Subscribe(subscribe) => self.on_subscribe(subscribe).await,
+            Waits::Publish(message) => self.on_checked_publish(message).await,
         }
     }
 
@@ -540,7 +579,15 @@ impl<T: Transport> Conn<T> {
         self.attached = Some(Attached {
             sub,
             info,
-            will: connect.will,
+            // Copied out of the read buffer it was decoded from, which it would otherwise pin
+            // for the life of the connection.
+            will: connect.will.map(|will| {
+                Box::new(LastWill {
+                    topic: detached_topic(will.topic),
+                    payload: Bytes::copy_from_slice(&will.payload),
+                    ..will
+                })
+            }),
         });
     }
 
@@ -613,9 +660,11 @@ impl<T: Transport> Conn<T> {
         }
     }
 
-    async fn on_publish(&mut self, publish: Publish) {
+    /// Checks an incoming PUBLISH and routes it; returns it instead when the access control
+    /// filters topics and must be asked first ([`Conn::on_checked_publish`]).
+    fn on_publish(&mut self, publish: Publish) -> Option<Message> {
         let Some(attached) = &self.attached else {
-            return;
+            return None;
         };
         let shared = &self.shared;
         let message = Message {
@@ -634,7 +683,7 @@ impl<T: Transport> Conn<T> {
         if is_sys_topic(topic.as_str()) {
             // [MQTT-4.7.2] `$SYS` is the broker's; clients may not publish there.
             tracing::warn!(client_id = %attached.info.client_id, %topic, "dropped a PUBLISH to a $SYS topic");
-            return;
+            return None;
         }
         if !within_topic_limits(&shared.config.limits, topic.as_str()) {
             // A SUBSCRIBE can be refused with 0x80, a PUBLISH cannot: like mosquitto since
@@ -643,17 +692,40 @@ impl<T: Transport> Conn<T> {
             tracing::warn!(client_id = %attached.info.client_id, "closing: a PUBLISH whose topic exceeds max_topic_levels or max_topic_length");
             self.machine.close();
             self.lost("PUBLISH topic beyond max_topic_levels or max_topic_length");
-            return;
+            return None;
         }
-        if shared.filters_topics
-            && !shared
-                .access
-                .check_topic_async(&attached.info, topic.as_str(), Action::Publish)
-                .await
+        if shared.filters_topics {
+            return Some(message);
+        }
+        self.route(message);
+        None
+    }
+
+    /// Routes a PUBLISH once the access control allowed its topic.
+    async fn on_checked_publish(&mut self, message: Message) {
+        let Some(attached) = &self.attached else {
+            return;
+        };
+        let topic = &message.topic;
+        if !self
+            .shared
+            .access
+            .check_topic_async(&attached.info, topic.as_str(), Action::Publish)
+            .await
         {
             tracing::info!(client_id = %attached.info.client_id, %topic, "PUBLISH denied by topic filtering");
             return;
         }
+        self.route(message);
+    }
+
+    /// Routes an incoming message; the subscribers it found above their high-water mark are
+    /// waited on before reading more.
+    fn route(&mut self, message: Message) {
+        let Some(attached) = &self.attached else {
+            return;
+        };
+        let shared = &self.shared;
         let blocked = &mut self.blocked;
         shared
             .router
@@ -706,9 +778,11 @@ impl<T: Transport> Conn<T> {
                     codes.push(SubAckReturnCode::Failure);
                     continue;
                 }
+                // The subscription outlives the read buffer the filter was decoded from.
+                let kept = TopicFilter::new(filter.as_str()).unwrap_or_else(|_| filter.clone());
                 shared
                     .router
-                    .subscribe(&attached.sub, &mut state, filter.clone(), qos);
+                    .subscribe(&attached.sub, &mut state, kept, qos);
                 codes.push(SubAckReturnCode::Success(qos));
                 granted.push((filter, qos));
             }
@@ -843,7 +917,7 @@ impl<T: Transport> Conn<T> {
             End::Open => (false, String::new()),
         };
         if let (End::Abnormal(_), Some(will)) = (&self.end, attached.will) {
-            publish_will(&shared, &attached.info, will);
+            publish_will(&shared, &attached.info, *will);
         }
         let session = self.machine.into_session();
         let sub = attached.sub;
@@ -919,6 +993,12 @@ fn publish_will(shared: &Shared, info: &ClientInfo, will: LastWill) {
 /// levels (CVE-2019-11779). The length is checked first: it bounds the level count's work.
 fn within_topic_limits(limits: &crate::config::Limits, topic: &str) -> bool {
     topic.len() <= limits.max_topic_length && topic.split('/').count() <= limits.max_topic_levels
+}
+
+/// A copy of `topic` that shares no buffer (a long topic decoded from a packet shares the
+/// connection's read buffer).
+pub(crate) fn detached_topic(topic: TopicName) -> TopicName {
+    TopicName::new(topic.as_str()).unwrap_or(topic)
 }
 
 /// Whether `topic` is in the broker's `$SYS` tree (`$SYS` or `$SYS/…`, not `$SYSTEM`).

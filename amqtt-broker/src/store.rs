@@ -115,9 +115,10 @@ impl RetainedStore for MemoryRetainedStore {
                 None => RetainOutcome::Unchanged,
             };
         }
-        // A retained message lives long: copy the payload out of the (much larger) read buffer
-        // it shares, so it does not pin that buffer.
+        // A retained message lives long: copy the payload (and a long topic) out of the (much
+        // larger) read buffer they share, so they do not pin that buffer.
         message.payload = Bytes::copy_from_slice(&message.payload);
+        message.topic = crate::connection::detached_topic(message.topic);
         message.retain = true;
         self.messages.write().insert(message);
         RetainOutcome::Stored
@@ -157,7 +158,9 @@ impl MemorySessionStore {
     fn shard(&self, client_id: &str) -> &Mutex<HashMap<String, StoredSession>> {
         use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
         let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(client_id);
-        // `shards` is never empty and the index is reduced modulo its length.
+        // In bounds: `shards` is never empty (`SHARDS` entries) and the index is reduced modulo
+        // its length.
+        #[allow(clippy::indexing_slicing)]
         &self.shards[(hash as usize) % self.shards.len()]
     }
 }

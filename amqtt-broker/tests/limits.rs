@@ -338,3 +338,14 @@ async fn max_queued_bytes_drops_the_oldest_beyond_the_limit() {
     })
     .await;
 }
+
+#[test]
+fn the_default_configuration_is_valid_and_builds_a_broker() {
+    // `Broker::default` relies on this (its `expect` cannot fire).
+    let config = BrokerConfig::default();
+    config
+        .validate()
+        .expect("the default configuration is valid");
+    let broker = amqtt_broker::Broker::default();
+    assert_eq!(broker.config(), &config);
+}

@@ -16,6 +16,12 @@
 //! [`MQTTClient`] handles talk to it over bounded channels, [`transport`] opens the byte
 //! stream, and [`ClientConfig`] reads aMQTT's client YAML.
 #![warn(missing_docs)]
+// Nothing from the network or a file may panic (issue #9): no `unwrap`/`expect`/indexing
+// outside tests; a provably in-bounds index carries a local `#[allow]` saying why.
+#![cfg_attr(
+    not(test),
+    warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
 
 mod client;
 mod config;

@@ -2,6 +2,12 @@
 //! have in common (aMQTT's flags plus mosquitto's `-h -p -u -P -L`), turning them into a
 //! configured [`amqtt_client::MQTTClient`], logging setup, exit codes, and `amqtt_sub`'s output
 //! formats. No MQTT is parsed here: the client crate does that.
+// Nothing from the network or a file may panic (issue #9): no `unwrap`/`expect`/indexing
+// outside tests; a provably in-bounds index carries a local `#[allow]` saying why.
+#![cfg_attr(
+    not(test),
+    warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
 
 pub mod connect;
 pub mod format;

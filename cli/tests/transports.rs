@@ -15,11 +15,11 @@ use amqtt_broker::{Broker, BrokerConfig};
 use amqtt_ws::tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use amqtt_ws::WsStream;
 use bytes::BytesMut;
-use common::{run, within};
+use common::{run, within, Sub};
 use mqtt_codec::{Decoder, Packet};
 use pki::Pki;
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::process::Command;
 
@@ -54,54 +54,18 @@ fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|s| s.to_string()).collect()
 }
 
-/// Starts `amqtt_sub -d ARGS` and waits for its SUBACK; returns the child and its stdout.
-async fn start_sub(
-    args: &[String],
-) -> (
-    tokio::process::Child,
-    tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
-) {
-    let mut child = Command::new(common::bin("amqtt_sub"))
-        .arg("-d")
-        .args(args)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
-    within("amqtt_sub's SUBACK", async {
-        loop {
-            match stderr.next_line().await.unwrap() {
-                Some(line) if line.contains("SubAck") => break,
-                Some(_) => {}
-                None => panic!("amqtt_sub ended before subscribing"),
-            }
-        }
-    })
-    .await;
-    // Keep draining stderr so a chatty -d never blocks the child.
-    tokio::spawn(async move { while let Ok(Some(_)) = stderr.next_line().await {} });
-    (child, stdout)
-}
-
 /// amqtt_sub and amqtt_pub over the same URL with the same TLS flags: a QoS 1 message goes
 /// through and amqtt_sub exits 0 after `-n 1`.
 async fn round_trip(url: &str, tls: &[String]) {
     let mut sub_args = strings(&["--url", url, "-t", "e2e/#", "-q", "1", "-n", "1", "-v"]);
     sub_args.extend(tls.iter().cloned());
-    let (mut sub, mut lines) = start_sub(&sub_args).await;
+    let mut sub = Sub::start_with(&sub_args, true).await;
     let mut pub_args = strings(&["--url", url, "-t", "e2e/x", "-m", "through", "-q", "1"]);
     pub_args.extend(tls.iter().cloned());
     let (code, _, stderr) = run("amqtt_pub", &pub_args, b"").await;
     assert_eq!(code, 0, "amqtt_pub over {url}: {stderr}");
-    let line = within("the message", lines.next_line()).await.unwrap();
-    assert_eq!(line.as_deref(), Some("e2e/x through"), "over {url}");
-    let status = within("amqtt_sub to exit", sub.wait()).await.unwrap();
-    assert_eq!(status.code(), Some(0), "amqtt_sub over {url}");
+    assert_eq!(sub.line().await, "e2e/x through", "over {url}");
+    assert_eq!(sub.exit_code().await, 0, "amqtt_sub over {url}");
 }
 
 fn ca_flags(pki: &Pki) -> Vec<String> {

@@ -12,6 +12,12 @@
 //! and the next deadline come out. There is no tokio, no socket, no clock read and no thread in
 //! this crate.
 #![warn(missing_docs)]
+// Nothing from the network or a file may panic (issue #9): no `unwrap`/`expect`/indexing
+// outside tests; a provably in-bounds index carries a local `#[allow]` saying why.
+#![cfg_attr(
+    not(test),
+    warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
 
 pub mod client;
 pub mod error;

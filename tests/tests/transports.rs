@@ -6,71 +6,19 @@
 //! parsing, certificate checks one by one) are tested in each crate's `tests/transports.rs`.
 
 mod common;
-#[path = "../../amqtt-broker/tests/transports_pki/mod.rs"]
-mod pki;
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use amqtt_broker::{Broker, BrokerConfig};
+use amqtt_broker::Broker;
 use amqtt_client::{ClientConfig, ConnectionState, MQTTClient, QoS};
-use common::{cli_bin, run, strings, within, Peer};
-use pki::Pki;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use common::pki::{self, Pki};
+use common::{
+    broker_with, cli_bin, listener_yaml, name, run, start_sub, strings, url, within, Peer,
+};
+use tokio::io::AsyncWriteExt;
 
 const KINDS: [&str; 4] = ["tcp", "tls", "ws", "wss"];
-
-/// The YAML of one listener of `kind` bound to `bind`, with `extra` keys for TLS.
-fn listener_yaml(pki: &Pki, kind: &str, bind: &str, extra: &str) -> String {
-    let tls = pki.server_yaml();
-    match kind {
-        "tcp" => format!("{{type: tcp, bind: \"{bind}\"}}"),
-        "tls" => format!("{{type: tcp, bind: \"{bind}\", {tls}{extra}}}"),
-        "ws" => format!("{{type: ws, bind: \"{bind}\"}}"),
-        "wss" => format!("{{type: ws, bind: \"{bind}\", {tls}{extra}}}"),
-        other => panic!("no listener kind {other}"),
-    }
-}
-
-/// The listener name of `kind`: the broker requires a `default`, which is the plain TCP one.
-fn name(kind: &str) -> &str {
-    if kind == "tcp" {
-        "default"
-    } else {
-        kind
-    }
-}
-
-/// A broker with the listeners `(name, yaml)` (and a plain `default` one if they have none),
-/// anonymous logins allowed.
-async fn broker_with(listeners: &[(String, String)]) -> Broker {
-    let mut yaml = String::from("listeners:\n");
-    if !listeners.iter().any(|(name, _)| name == "default") {
-        yaml.push_str("  default: {type: tcp, bind: \"127.0.0.1:0\"}\n");
-    }
-    for (name, listener) in listeners {
-        yaml.push_str(&format!("  {name}: {listener}\n"));
-    }
-    yaml.push_str(
-        "plugins:\n  amqtt.plugins.authentication.AnonymousAuthPlugin:\n    allow_anonymous: true\n",
-    );
-    let broker = Broker::new(BrokerConfig::from_yaml_str(&yaml).unwrap()).unwrap();
-    broker.start().await.unwrap();
-    broker
-}
-
-/// The URL of listener `kind` at `addr`: TLS by IP address for `tls`, by host name for `wss`.
-fn url(kind: &str, addr: SocketAddr) -> String {
-    let port = addr.port();
-    match kind {
-        "tcp" => format!("mqtt://127.0.0.1:{port}"),
-        "tls" => format!("mqtts://127.0.0.1:{port}"),
-        "ws" => format!("ws://127.0.0.1:{port}/mqtt"),
-        "wss" => format!("wss://localhost:{port}/mqtt"),
-        other => panic!("no listener kind {other}"),
-    }
-}
 
 /// An aMQTT client config file: the CA, optionally a client certificate, no retries.
 fn client_yaml(pki: &Pki, name: &str, ca: &Path, cert: Option<&pki::CertFiles>) -> PathBuf {
@@ -88,36 +36,6 @@ fn client_yaml(pki: &Pki, name: &str, ca: &Path, cert: Option<&pki::CertFiles>) 
     let path = pki.dir().join(format!("{name}.yaml"));
     std::fs::write(&path, yaml).unwrap();
     path
-}
-
-/// Starts `amqtt_sub -d ARGS` and waits until its subscription is acknowledged.
-async fn start_sub(
-    args: &[String],
-) -> (
-    Peer,
-    tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
-) {
-    let mut command = tokio::process::Command::new(cli_bin("amqtt_sub"));
-    command
-        .arg("-d")
-        .args(args)
-        .env_remove("RUST_LOG")
-        .stdin(std::process::Stdio::null());
-    let mut peer = Peer::spawn("amqtt_sub", &mut command);
-    let stdout = BufReader::new(peer.child.stdout.take().unwrap()).lines();
-    let mut stderr = BufReader::new(peer.child.stderr.take().unwrap()).lines();
-    within("amqtt_sub's SUBACK", async {
-        loop {
-            match stderr.next_line().await.unwrap() {
-                Some(line) if line.contains("SubAck") => break,
-                Some(_) => {}
-                None => panic!("amqtt_sub ended before subscribing"),
-            }
-        }
-    })
-    .await;
-    tokio::spawn(async move { while let Ok(Some(_)) = stderr.next_line().await {} });
-    (peer, stdout)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,6 +9,12 @@
 //! validates a config (plugins, password files, certificate files included) and exits.
 //! Logs go to stderr from a writer thread behind a bounded queue: when stderr is not read (a
 //! full pipe), log lines are dropped and counted, and the broker keeps serving.
+// Nothing from the network or a file may panic (issue #9): no `unwrap`/`expect`/indexing
+// outside tests; a provably in-bounds index carries a local `#[allow]` saying why.
+#![cfg_attr(
+    not(test),
+    warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -4,6 +4,12 @@
 //!
 //! Exit status: 0 on success, 1 when the file cannot be read or written or the user is
 //! unknown, 2 on a usage error.
+// Nothing from the network or a file may panic (issue #9): no `unwrap`/`expect`/indexing
+// outside tests; a provably in-bounds index carries a local `#[allow]` saying why.
+#![cfg_attr(
+    not(test),
+    warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
 
 use std::io::{BufRead, IsTerminal};
 use std::path::{Path, PathBuf};

@@ -6,6 +6,12 @@
 //! message per line of the file. As in aMQTT, `-l` and `-f` keep each line's newline in the
 //! payload (mosquitto's `-f` sends the whole file as one message and `-l` strips newlines).
 //! Exit codes: 0 published and disconnected, 1 connection or config error, 2 usage error.
+// Nothing from the network or a file may panic (issue #9): no `unwrap`/`expect`/indexing
+// outside tests; a provably in-bounds index carries a local `#[allow]` saying why.
+#![cfg_attr(
+    not(test),
+    warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
 
 use std::process::ExitCode;
 use std::time::Duration;

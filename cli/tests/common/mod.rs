@@ -48,8 +48,14 @@ impl Sub {
     /// Starts `amqtt_sub -d -h 127.0.0.1 -p PORT ARGS…` and waits until its subscription is
     /// acknowledged (unless `wait_suback` is false).
     pub async fn start(addr: SocketAddr, args: &[&str], wait_suback: bool) -> Sub {
+        Sub::start_with(&at(addr, args), wait_suback).await
+    }
+
+    /// Starts `amqtt_sub -d ARGS…` (the broker given in `ARGS`, e.g. `--url`) and waits until
+    /// its subscription is acknowledged (unless `wait_suback` is false).
+    pub async fn start_with(args: &[String], wait_suback: bool) -> Sub {
         let mut child = Command::new(bin("amqtt_sub"))
-            .args(["-d", "-h", "127.0.0.1", "-p", &addr.port().to_string()])
+            .arg("-d")
             .args(args)
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
@@ -114,6 +120,11 @@ impl Sub {
 
 /// Runs `amqtt_pub -h 127.0.0.1 -p PORT ARGS…` with `stdin` and returns (code, stdout, stderr).
 pub async fn publish(addr: SocketAddr, args: &[&str], stdin: &[u8]) -> (i32, String, String) {
+    run("amqtt_pub", &at(addr, args), stdin).await
+}
+
+/// `-h 127.0.0.1 -p PORT` followed by `args`.
+fn at(addr: SocketAddr, args: &[&str]) -> Vec<String> {
     let mut all = vec![
         "-h".to_string(),
         "127.0.0.1".to_string(),
@@ -121,7 +132,7 @@ pub async fn publish(addr: SocketAddr, args: &[&str], stdin: &[u8]) -> (i32, Str
         addr.port().to_string(),
     ];
     all.extend(args.iter().map(|s| s.to_string()));
-    run("amqtt_pub", &all, stdin).await
+    all
 }
 
 /// Runs a binary of this package to completion.

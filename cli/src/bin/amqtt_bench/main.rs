@@ -5,6 +5,12 @@
 //! connection. Exit status: 0 after a complete run, 1 when the run could not start (bad
 //! arguments, unreachable broker, refused connection: one line on stderr), 3 when connections
 //! failed during the run (the report lists them).
+// Nothing from the network or a file may panic (issue #9): no `unwrap`/`expect`/indexing
+// outside tests; a provably in-bounds index carries a local `#[allow]` saying why.
+#![cfg_attr(
+    not(test),
+    warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
 
 mod args;
 mod connect;

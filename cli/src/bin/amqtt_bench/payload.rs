@@ -37,28 +37,33 @@ impl Stamp {
     /// left untouched (arguments are checked against [`HEADER_LEN`] before any run).
     pub(crate) fn write(&self, payload: &mut [u8]) {
         if let Some(head) = payload.get_mut(..HEADER_LEN) {
-            head[0..4].copy_from_slice(&MAGIC);
-            head[4..8].copy_from_slice(&self.run.to_le_bytes());
-            head[8..12].copy_from_slice(&self.publisher.to_le_bytes());
-            head[12..16].copy_from_slice(&self.seq.to_le_bytes());
-            head[16..24].copy_from_slice(&self.sent_ns.to_le_bytes());
+            let stamp = MAGIC
+                .into_iter()
+                .chain(self.run.to_le_bytes())
+                .chain(self.publisher.to_le_bytes())
+                .chain(self.seq.to_le_bytes())
+                .chain(self.sent_ns.to_le_bytes());
+            for (to, from) in head.iter_mut().zip(stamp) {
+                *to = from;
+            }
         }
     }
 
     /// Reads a stamp; `None` for a payload that is too short or lacks the magic.
     pub(crate) fn read(payload: &[u8]) -> Option<Stamp> {
-        let head: &[u8; HEADER_LEN] = payload.get(..HEADER_LEN)?.try_into().ok()?;
-        if head[0..4] != MAGIC {
+        let (magic, rest) = payload.split_first_chunk::<4>()?;
+        if *magic != MAGIC {
             return None;
         }
-        let u32_at =
-            |at: usize| u32::from_le_bytes([head[at], head[at + 1], head[at + 2], head[at + 3]]);
-        let u64_at = |at: usize| u64::from(u32_at(at)) | u64::from(u32_at(at + 4)) << 32;
+        let (run, rest) = rest.split_first_chunk::<4>()?;
+        let (publisher, rest) = rest.split_first_chunk::<4>()?;
+        let (seq, rest) = rest.split_first_chunk::<4>()?;
+        let (sent_ns, _) = rest.split_first_chunk::<8>()?;
         Some(Stamp {
-            run: u32_at(4),
-            publisher: u32_at(8),
-            seq: u32_at(12),
-            sent_ns: u64_at(16),
+            run: u32::from_le_bytes(*run),
+            publisher: u32::from_le_bytes(*publisher),
+            seq: u32::from_le_bytes(*seq),
+            sent_ns: u64::from_le_bytes(*sent_ns),
         })
     }
 }

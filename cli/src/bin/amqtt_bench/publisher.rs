@@ -100,6 +100,7 @@ struct State {
 impl State {
     fn new(plan: &PublisherPlan) -> State {
         // Patched per message; 1 only gives the header its length.
+        #[allow(clippy::expect_used)] // A constant that is not zero: cannot fail.
         let first_id = PacketId::new(1).expect("1 is not zero");
         let template = Publish {
             dup: false,

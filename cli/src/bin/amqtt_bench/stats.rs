@@ -193,6 +193,7 @@ impl SeqTracker {
 }
 
 /// A histogram for microsecond latencies.
+#[allow(clippy::expect_used)] // Constant, valid bounds (see below): cannot fail.
 pub(crate) fn new_histogram() -> Histogram<u64> {
     // 1 µs to one hour at 3 significant digits: constant, valid bounds (low >= 1,
     // high >= 2 * low, sigfig <= 5), so this cannot fail.
