@@ -667,10 +667,11 @@ impl<T: Transport> Conn<T> {
             return None;
         };
         let shared = &self.shared;
+        let qos_pid = publish.qos_pid;
         let message = Message {
             topic: publish.topic,
             payload: publish.payload,
-            qos: publish.qos_pid.qos(),
+            qos: qos_pid.qos(),
             retain: publish.retain,
         };
         // As in aMQTT, `broker_message_received` fires before the topic checks, so plugins
@@ -690,6 +691,8 @@ impl<T: Transport> Conn<T> {
             // CVE-2019-11779, a topic deeper than `max_topic_levels` (or longer than
             // `max_topic_length`) closes the connection.
             tracing::warn!(client_id = %attached.info.client_id, "closing: a PUBLISH whose topic exceeds max_topic_levels or max_topic_length");
+            // Nobody receives it, so the client must not see it acknowledged.
+            self.machine.withdraw_ack(qos_pid);
             self.machine.close();
             self.lost("PUBLISH topic beyond max_topic_levels or max_topic_length");
             return None;

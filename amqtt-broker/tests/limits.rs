@@ -68,24 +68,29 @@ async fn max_topic_length_refuses_longer_filters_and_closes_on_longer_topics() {
             assert_eq!(p.topic.as_str().len(), len);
         }
         c.expect_nothing().await;
-        // …limit + 1 closes the publisher's connection, and reaches nobody. (QoS 0: at QoS 1 the
-        // codec has already queued the PUBACK when the broker sees the topic, so a PUBACK
-        // precedes the close.)
+        // …limit + 1 closes the publisher's connection without PUBACK/PUBREC (nobody receives
+        // it, so it must not look accepted), at every QoS, and reaches nobody.
         let (mut watcher, _) = b.client("watcher", true).await;
         watcher
             .subscribe(1, &[("t/#", QoS::AtMostOnce), ("w/#", QoS::AtMostOnce)])
             .await;
-        let (mut over, _) = b.client("too-long", true).await;
-        over.send(Packet::Publish(common::publish(
-            &topic_of_len(limit + 1),
-            b"x",
-            QoS::AtMostOnce,
-            false,
-            0,
-        )))
-        .await;
-        over.expect_closed().await;
-        watcher.expect_nothing().await;
+        for (qos, id) in [
+            (QoS::AtMostOnce, 0),
+            (QoS::AtLeastOnce, 7),
+            (QoS::ExactlyOnce, 8),
+        ] {
+            let (mut over, _) = b.client("too-long", true).await;
+            over.send(Packet::Publish(common::publish(
+                &topic_of_len(limit + 1),
+                b"x",
+                qos,
+                false,
+                id,
+            )))
+            .await;
+            over.expect_closed().await;
+            watcher.expect_nothing().await;
+        }
         // A will on a topic over the limit is not published either; one at the limit is.
         for (len, published) in [(limit + 1, false), (limit, true)] {
             let mut w = RawClient::connect(b.addr).await;

@@ -62,7 +62,7 @@ use crate::packet::{
     DEFAULT_MAX_PACKET_SIZE,
 };
 use crate::session::{Flows, Message, Sent, Session, Tx};
-use crate::types::{ConnectReturnCode, PacketId};
+use crate::types::{ConnectReturnCode, PacketId, QosPid};
 
 /// Settings of a [`ServerConnection`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -375,6 +375,17 @@ impl ServerConnection {
     /// [`ServerConnection::poll_transmit`].
     pub fn close(&mut self) {
         self.shut();
+    }
+
+    /// Withdraws the acknowledgement queued for a PUBLISH just surfaced as
+    /// [`ServerEvent::Publish`] that the application refuses and closes the connection for
+    /// (e.g. a topic beyond the broker's limits): the client must not believe a message
+    /// nobody will receive was accepted. Call it before the next [`poll_transmit`]; after
+    /// that the acknowledgement is on its way and this is a no-op.
+    ///
+    /// [`poll_transmit`]: ServerConnection::poll_transmit
+    pub fn withdraw_ack(&mut self, qos_pid: QosPid) {
+        self.flows.withdraw_ack(qos_pid);
     }
 
     /// Moves the bytes to send into `out`. Returns whether anything was added.
@@ -800,6 +811,38 @@ mod tests {
                 ServerEvent::PacketSent(Packet::PubComp(id)),
             ]
         );
+    }
+
+    #[test]
+    fn a_withdrawn_ack_is_never_sent_while_the_acks_around_it_are() {
+        let now = Instant::now();
+        let mut conn = ServerConnection::new(ServerConfig::default(), now);
+        conn.set_packet_trace(true);
+        conn.handle_read(now, &mut bytes_of(&[connect("c")]))
+            .expect("valid");
+        conn.accept(now, Session::default(), false);
+        let one = PacketId::new(1).expect("non-zero");
+        let two = PacketId::new(2).expect("non-zero");
+        conn.handle_read(
+            now,
+            &mut bytes_of(&[
+                Packet::Publish(qos1_publish(1)),
+                Packet::Publish(qos1_publish(2)),
+            ]),
+        )
+        .expect("valid");
+        // The application refuses the second PUBLISH and closes.
+        conn.withdraw_ack(QosPid::AtLeastOnce(two));
+        conn.close();
+        let sent: Vec<Packet> = traced(&mut conn)
+            .into_iter()
+            .filter_map(|e| match e {
+                ServerEvent::PacketSent(p) => Some(p),
+                _ => None,
+            })
+            .collect();
+        assert!(sent.contains(&Packet::PubAck(one)), "{sent:?}");
+        assert!(!sent.contains(&Packet::PubAck(two)), "{sent:?}");
     }
 
     #[test]

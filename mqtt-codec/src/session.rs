@@ -727,6 +727,29 @@ impl Flows {
         }
     }
 
+    /// Withdraws the PUBACK/PUBREC queued for an incoming PUBLISH the application refused
+    /// before acting on it (it closes the connection next), so the peer never sees it
+    /// acknowledged; a QoS 2 id is forgotten too. A no-op for QoS 0 or when the
+    /// acknowledgement was already encoded.
+    pub(crate) fn withdraw_ack(&mut self, qos_pid: QosPid) {
+        let position = match qos_pid {
+            QosPid::AtMostOnce => return,
+            QosPid::AtLeastOnce(id) => self
+                .tx
+                .iter()
+                .rposition(|tx| matches!(tx, Tx::PubAck(queued) if *queued == id)),
+            QosPid::ExactlyOnce(id) => {
+                self.session.incoming.remove(&id.get());
+                self.tx
+                    .iter()
+                    .rposition(|tx| matches!(tx, Tx::PubRec(queued) if *queued == id))
+            }
+        };
+        if let Some(position) = position {
+            self.tx.remove(position);
+        }
+    }
+
     /// An incoming PUBREL: the id is free again; answer PUBCOMP, also for an unknown id (the
     /// peer may repeat PUBREL after a reconnect) ([MQTT-4.3.3-2]).
     pub(crate) fn on_pubrel(&mut self, id: PacketId) {
