@@ -85,7 +85,10 @@ if [[ " $BENCH_BROKERS " == *" rumqttd "* ]] && [ "$RUMQTTD_MODE" != no ]; then
   else
     log "installing rumqttd into bench/.cache (at most ${BENCH_RUMQTTD_INSTALL_TIMEOUT} s)"
     mkdir -p "$CACHE"
-    if timeout "$BENCH_RUMQTTD_INSTALL_TIMEOUT" cargo install -q rumqttd --locked --root "$CACHE" >"$CACHE/install.log" 2>&1; then
+    # rumqttd 0.20.0's own lock file pins a `metrics` that newer compilers reject (E0521), so
+    # a failed `--locked` install is retried with current dependency versions.
+    if timeout "$BENCH_RUMQTTD_INSTALL_TIMEOUT" cargo install -q rumqttd --locked --root "$CACHE" >"$CACHE/install.log" 2>&1 \
+      || timeout "$BENCH_RUMQTTD_INSTALL_TIMEOUT" cargo install -q rumqttd --root "$CACHE" >>"$CACHE/install.log" 2>&1; then
       RUMQTTD="$CACHE/bin/rumqttd"
     elif [ "$RUMQTTD_MODE" = yes ]; then
       log "rumqttd did not install (see bench/.cache/install.log)"; exit 1
