@@ -165,18 +165,7 @@ impl RetainedTree {
             key: key.into(),
             message: None,
         };
-        match self.free.pop() {
-            Some(idx) => {
-                if let Some(slot) = self.nodes.get_mut(idx as usize) {
-                    *slot = node;
-                }
-                idx
-            }
-            None => {
-                self.nodes.push(node);
-                (self.nodes.len() - 1) as u32
-            }
-        }
+        crate::router::trie::arena_insert(&mut self.nodes, &mut self.free, node)
     }
 
     /// Frees `node` and its ancestors while they hold nothing.

@@ -200,19 +200,7 @@ impl<S: Clone + PartialEq> SubscriptionTrie<S> {
     }
 
     fn alloc(&mut self, parent: u32, key: NodeKey) -> u32 {
-        let node = Node::new(parent, key);
-        match self.free.pop() {
-            Some(idx) => {
-                if let Some(slot) = self.nodes.get_mut(idx as usize) {
-                    *slot = node;
-                }
-                idx
-            }
-            None => {
-                self.nodes.push(node);
-                (self.nodes.len() - 1) as u32
-            }
-        }
+        arena_insert(&mut self.nodes, &mut self.free, Node::new(parent, key))
     }
 
     /// Frees `node` and its ancestors while they hold nothing.
@@ -277,6 +265,23 @@ fn filter_path(filter: &str) -> Option<&str> {
         None
     } else {
         Some(filter.strip_suffix("/#").unwrap_or(filter))
+    }
+}
+
+/// Puts `node` into a slot of `nodes` listed in `free`, or at the end, and returns its index:
+/// the node arenas of the subscription trie and the retained tree reuse freed slots.
+pub(crate) fn arena_insert<N>(nodes: &mut Vec<N>, free: &mut Vec<u32>, node: N) -> u32 {
+    match free.pop() {
+        Some(idx) => {
+            if let Some(slot) = nodes.get_mut(idx as usize) {
+                *slot = node;
+            }
+            idx
+        }
+        None => {
+            nodes.push(node);
+            (nodes.len() - 1) as u32
+        }
     }
 }
 
