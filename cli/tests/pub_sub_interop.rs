@@ -104,3 +104,87 @@ async fn amqtt_pub_to_mosquitto_sub_with_retained_and_lines() {
     assert_eq!(next_line(&mut lines).await.as_deref(), Some("a2m/l l2"));
     within("mosquitto_sub to exit", child.wait()).await.unwrap();
 }
+
+/// mosquitto_pub against mosquitto with `args`, asserting it succeeded.
+async fn mosquitto_pub(broker: &Mosquitto, args: &[&str]) {
+    let port = broker.addr.port().to_string();
+    let mut all = vec!["-h", "127.0.0.1", "-p", &port];
+    all.extend_from_slice(args);
+    let all: Vec<String> = all.iter().map(|s| s.to_string()).collect();
+    let (code, _, err) = run_program(PathBuf::from("mosquitto_pub"), &all, b"").await;
+    assert_eq!(code, 0, "{err}");
+}
+
+#[tokio::test]
+#[ignore = "needs mosquitto"]
+async fn mosquitto_pub_to_amqtt_sub_at_every_qos_live_and_retained() {
+    let broker = Mosquitto::start().await;
+    for qos in ["0", "1", "2"] {
+        // Retained before the subscription: delivered with retain 1 on subscribing.
+        let retained = format!("m2a/retained/{qos}");
+        mosquitto_pub(&broker, &["-q", qos, "-r", "-t", &retained, "-m", "kept"]).await;
+        let mut sub = Sub::start(
+            broker.addr,
+            &["-t", &retained, "-q", qos, "-C", "1", "-F", "%t|%p|%q|%r"],
+            true,
+        )
+        .await;
+        assert_eq!(sub.line().await, format!("{retained}|kept|{qos}|1"));
+        assert_eq!(sub.exit_code().await, 0);
+        // Live: retain 0 on delivery to an existing subscription.
+        let live = format!("m2a/live/{qos}");
+        let mut sub = Sub::start(
+            broker.addr,
+            &["-t", &live, "-q", qos, "-C", "1", "-F", "%t|%p|%q|%r"],
+            true,
+        )
+        .await;
+        mosquitto_pub(&broker, &["-q", qos, "-t", &live, "-m", "now"]).await;
+        assert_eq!(sub.line().await, format!("{live}|now|{qos}|0"));
+        assert_eq!(sub.exit_code().await, 0);
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs mosquitto"]
+async fn amqtt_pub_to_mosquitto_sub_at_every_qos_retained() {
+    let broker = Mosquitto::start().await;
+    let port = broker.addr.port().to_string();
+    for qos in ["0", "1", "2"] {
+        let topic = format!("a2m/retained/{qos}");
+        let (code, _, err) = publish(
+            broker.addr,
+            &["-t", &topic, "-q", qos, "-r", "-m", "kept"],
+            b"",
+        )
+        .await;
+        assert_eq!(code, 0, "{err}");
+        // mosquitto_sub -R drops retained messages; without it the retained one arrives, and
+        // `%r` shows its flag, `%q` the QoS it was delivered at.
+        let mut child = tokio::process::Command::new("mosquitto_sub")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-t",
+                &topic,
+                "-q",
+                qos,
+                "-C",
+                "1",
+                "-F",
+                "%t|%p|%q|%r",
+            ])
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        assert_eq!(
+            next_line(&mut lines).await,
+            Some(format!("{topic}|kept|{qos}|1"))
+        );
+        within("mosquitto_sub to exit", child.wait()).await.unwrap();
+    }
+}
