@@ -108,11 +108,78 @@ impl Tls {
         let name = ServerName::try_from(host.to_owned()).map_err(|e| {
             ClientError::Tls(format!("'{host}' is not a valid server name for TLS: {e}"))
         })?;
-        self.connector
-            .connect(name, stream)
-            .await
-            .map_err(|e| ClientError::Tls(explain(host, &e)))
+        self.connector.connect(name, stream).await.map_err(|e| {
+            rejection(host, &e).unwrap_or_else(|| {
+                // The network broke the handshake (reset, end of stream): worth another try.
+                ClientError::Io(Arc::new(std::io::Error::new(
+                    e.kind(),
+                    format!("TLS handshake with {host} failed: {e}"),
+                )))
+            })
+        })
     }
+}
+
+/// The final [`ClientError::Tls`] for an error (of the connection to `host`) that says the TLS handshake was refused for
+/// good, or `None` for anything else (such as the network breaking it).
+///
+/// Retrying cannot mend a certificate the client does not trust, a host name the certificate
+/// does not list, a client certificate the broker rejects, or two sides without a common
+/// protocol version or cipher suite, so the driver gives up on these at once. Looks through
+/// the error's sources: with TLS 1.3 the broker's rejection of a client certificate arrives
+/// only after the handshake, on the first read (and, over `wss://`, inside the WebSocket
+/// upgrade's error).
+pub(crate) fn rejection(
+    host: &str,
+    error: &(dyn std::error::Error + 'static),
+) -> Option<ClientError> {
+    let cause = rustls_cause(error)?;
+    is_final(cause).then(|| ClientError::Tls(explain(host, cause, error)))
+}
+
+/// Whether retrying the handshake cannot change the outcome of `error`.
+fn is_final(error: &rustls::Error) -> bool {
+    use rustls::AlertDescription as Alert;
+    match error {
+        rustls::Error::InvalidCertificate(_)
+        | rustls::Error::InvalidCertRevocationList(_)
+        | rustls::Error::NoCertificatesPresented
+        | rustls::Error::PeerIncompatible(_) => true,
+        rustls::Error::AlertReceived(alert) => matches!(
+            alert,
+            Alert::BadCertificate
+                | Alert::UnsupportedCertificate
+                | Alert::CertificateRevoked
+                | Alert::CertificateExpired
+                | Alert::CertificateUnknown
+                | Alert::CertificateRequired
+                | Alert::UnknownCA
+                | Alert::AccessDenied
+                | Alert::HandshakeFailure
+                | Alert::ProtocolVersion
+                | Alert::InsufficientSecurity
+        ),
+        _ => false,
+    }
+}
+
+/// The rustls error behind `error`, looking inside IO errors (whose `source` skips the error
+/// they wrap) and along the `source` chain.
+fn rustls_cause<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(cause) = e.downcast_ref::<rustls::Error>() {
+            return Some(cause);
+        }
+        current = match e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
+    }
+    None
 }
 
 /// The trust anchors: the configured CAs, or webpki-roots when none is configured.
@@ -202,23 +269,26 @@ fn invalid(key: &str, message: impl Into<String>) -> ClientError {
     })
 }
 
-/// A handshake error with a hint at the usual cause.
-fn explain(host: &str, e: &std::io::Error) -> String {
-    let rustls_error = e
-        .get_ref()
-        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
-    let hint = match rustls_error {
-        Some(rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)) => {
+/// The message of a refused handshake, with a hint at the usual cause.
+fn explain(host: &str, cause: &rustls::Error, error: &dyn std::fmt::Display) -> String {
+    use rustls::AlertDescription as Alert;
+    let hint = match cause {
+        rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer) => {
             " (the server's certificate is not signed by a trusted CA: give its CA with cafile, \
              capath or cadata)"
         }
-        Some(rustls::Error::InvalidCertificate(
+        rustls::Error::InvalidCertificate(
             CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-        )) => " (the certificate does not name this host: connect with a name it lists)",
-        Some(rustls::Error::InvalidCertificate(_)) => "",
+        ) => " (the certificate does not name this host: connect with a name it lists)",
+        rustls::Error::AlertReceived(Alert::CertificateRequired) => {
+            " (the broker wants a client certificate: give certfile and keyfile)"
+        }
+        rustls::Error::AlertReceived(
+            Alert::BadCertificate | Alert::UnknownCA | Alert::CertificateUnknown,
+        ) => " (the broker rejected the client certificate)",
         _ => "",
     };
-    format!("TLS handshake with {host} failed: {e}{hint}")
+    format!("TLS handshake with {host} failed: {error}{hint}")
 }
 
 /// `check_hostname: false`: the chain is verified, the name is not.
