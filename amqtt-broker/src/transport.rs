@@ -7,6 +7,7 @@
 //! syscall).
 
 use std::io::{self, IoSlice};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
@@ -38,6 +39,10 @@ pub(crate) trait Transport: Send + Unpin + 'static {
 
     /// Shuts the write side down.
     fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+
+    /// The peer's address, when the stream has one (asked when needed rather than stored, so
+    /// every idle connection is smaller by a socket address).
+    fn peer_addr(&self) -> Option<SocketAddr>;
 }
 
 /// A TCP connection.
@@ -81,6 +86,10 @@ impl Transport for Tcp {
     fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.0).poll_shutdown(cx)
     }
+
+    fn peer_addr(&self) -> Option<SocketAddr> {
+        self.0.peer_addr().ok()
+    }
 }
 
 impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Transport for Stream<S> {
@@ -105,6 +114,10 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Transport for Stream<S>
 
     fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+
+    fn peer_addr(&self) -> Option<SocketAddr> {
+        None
     }
 }
 
