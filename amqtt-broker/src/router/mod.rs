@@ -123,10 +123,11 @@ impl Router {
     ) -> usize {
         let Scratch { stack, matches } = scratch;
         matches.clear();
-        self.trie
+        let merge = self
+            .trie
             .read()
             .matches(message.topic.as_str(), stack, matches);
-        if matches.len() > 1 {
+        if merge {
             // One copy per subscriber, at the highest QoS it was granted among its matching
             // filters ([MQTT-3.3.5-1]).
             matches.sort_unstable_by_key(|(s, _)| s.addr());

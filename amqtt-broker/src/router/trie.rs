@@ -110,13 +110,22 @@ impl<S: Clone + PartialEq> SubscriptionTrie<S> {
 
     /// Appends every `(subscriber, granted QoS)` whose filter matches `topic` to `out`. A
     /// subscriber with several matching filters appears once per filter; the caller merges them.
+    /// Returns whether it may have: the matches came from more than one filter (each filter's
+    /// list holds a subscriber at most once), so a single filter's fan-out needs no merging.
     /// `stack` is scratch space, reused between calls.
     pub(crate) fn matches(
         &self,
         topic: &str,
         stack: &mut Vec<(u32, u32)>,
         out: &mut Vec<(S, QoS)>,
-    ) {
+    ) -> bool {
+        let mut lists = 0u32;
+        let mut take = |out: &mut Vec<(S, QoS)>, list: &[(S, QoS)]| {
+            if !list.is_empty() {
+                lists += 1;
+                out.extend(list.iter().cloned());
+            }
+        };
         stack.clear();
         let dollar = topic.starts_with('$');
         stack.push((ROOT, 0));
@@ -127,13 +136,13 @@ impl<S: Clone + PartialEq> SubscriptionTrie<S> {
             // [MQTT-4.7.2-1] wildcards at the first level do not match `$` topics.
             let wildcards_ok = !(dollar && node_idx == ROOT);
             if pos == END {
-                out.extend(node.exact.iter().cloned());
+                take(out, &node.exact);
                 // `a/#` matches `a` ([MQTT-4.7.1-2]: `#` includes the parent level).
-                out.extend(node.multi.iter().cloned());
+                take(out, &node.multi);
                 continue;
             }
             if wildcards_ok {
-                out.extend(node.multi.iter().cloned());
+                take(out, &node.multi);
             }
             let rest = topic.get(pos as usize..).unwrap_or("");
             let (level, next) = match rest.find('/') {
@@ -149,6 +158,7 @@ impl<S: Clone + PartialEq> SubscriptionTrie<S> {
                 }
             }
         }
+        lists > 1
     }
 
     /// The node for the filter levels in `path`, created as needed.
@@ -295,6 +305,25 @@ mod tests {
         trie.matches(topic, &mut Vec::new(), &mut out);
         out.sort_by_key(|(s, q)| (*s, *q));
         out
+    }
+
+    #[test]
+    fn matches_from_one_filter_need_no_merging_and_from_two_filters_do() {
+        let mut trie = SubscriptionTrie::new();
+        for subscriber in 0..64u32 {
+            trie.insert("bench/fanout", subscriber, QoS::AtMostOnce);
+        }
+        let mut out = Vec::new();
+        assert!(!trie.matches("bench/fanout", &mut Vec::new(), &mut out));
+        assert_eq!(out.len(), 64);
+        // Subscriber 7 also matches through a wildcard: its two entries must be merged.
+        trie.insert("bench/+", 7, QoS::AtLeastOnce);
+        out.clear();
+        assert!(trie.matches("bench/fanout", &mut Vec::new(), &mut out));
+        assert_eq!(out.iter().filter(|(s, _)| *s == 7).count(), 2);
+        out.clear();
+        assert!(!trie.matches("bench/other", &mut Vec::new(), &mut out));
+        assert_eq!(out, vec![(7, QoS::AtLeastOnce)]);
     }
 
     fn trie_of(filters: &[&str]) -> SubscriptionTrie<u32> {
