@@ -22,7 +22,7 @@ use crate::hooks::{AllowAll, ClientInfo};
 use crate::plugins::BrokerStats;
 use crate::router::trie::SubscriptionTrie;
 use crate::router::Router;
-use crate::sessions::{MailboxLimits, Online, Subscriber};
+use crate::sessions::{Mail, MailboxLimits, Online, Subscriber};
 use crate::store::{MemoryRetainedStore, MemorySessionStore};
 
 /// The subscription trie with `u32` subscriber ids and its matching scratch space.
@@ -76,7 +76,7 @@ pub struct FanOut {
     router: Router,
     subscribers: Vec<Online1>,
     now: Instant,
-    batch: Vec<Message>,
+    batch: Vec<Mail>,
 }
 
 struct Online1 {
@@ -149,9 +149,12 @@ impl FanOut {
             let window = s.machine.publish_room();
             s.sub
                 .take(&self.router.mailbox, window, usize::MAX, &mut self.batch);
-            for m in self.batch.drain(..) {
+            for mail in self.batch.drain(..) {
                 // A QoS 0 message is never queued, so nothing is dropped here.
-                let _ = s.machine.publish(self.now, m);
+                match mail {
+                    Mail::Message(m) => drop(s.machine.publish(self.now, m)),
+                    Mail::Encoded(packet) => drop(s.machine.publish_encoded(packet)),
+                }
             }
             while s.machine.poll_transmit(&mut s.out) {}
             bytes += s.out.remaining();

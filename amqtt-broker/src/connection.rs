@@ -37,7 +37,7 @@ use rand::distributions::{Alphanumeric, DistString};
 use crate::broker::Shared;
 use crate::events::BrokerEvent;
 use crate::hooks::{Action, ClientInfo, ConnectRequest};
-use crate::sessions::{Online, Subscriber, STALL_TIMEOUT};
+use crate::sessions::{Mail, Online, Subscriber, STALL_TIMEOUT};
 use crate::store::StoredSession;
 use crate::timers::IDLE_RECHECK;
 use crate::transport::Transport;
@@ -114,7 +114,7 @@ const MAX_WAITED: usize = 256;
 thread_local! {
     /// Messages taken from a mailbox on their way into the state machine: per worker thread,
     /// so taking allocates nothing once warmed up and idle connections hold none of it.
-    static BATCH: RefCell<Vec<Message>> = const { RefCell::new(Vec::new()) };
+    static BATCH: RefCell<Vec<Mail>> = const { RefCell::new(Vec::new()) };
 }
 
 /// The batch vector above this capacity is released after use.
@@ -851,12 +851,16 @@ impl<T: Transport> Conn<T> {
             };
             self.more_mail = attached.sub.take(limits, window, budget, batch);
             let now = now();
-            for message in batch.drain(..) {
-                if let Some(dropped) = self.machine.publish(now, message) {
+            for mail in batch.drain(..) {
+                let dropped = match mail {
+                    Mail::Message(message) => self.machine.publish(now, message).map(Mail::Message),
+                    Mail::Encoded(packet) => self.machine.publish_encoded(packet).map(Mail::Encoded),
+                };
+                if let Some(dropped) = dropped {
                     self.shared.stats.publish_dropped();
                     let n = attached.sub.count_drop();
                     if n == 1 || n.is_multiple_of(1000) {
-                        tracing::warn!(client_id = %attached.info.client_id, topic = %dropped.topic, dropped_total = n, "dropped a message: the client's session queue is full");
+                        tracing::warn!(client_id = %attached.info.client_id, topic = %dropped.topic(), dropped_total = n, "dropped a message: the client's session queue is full");
                     }
                 }
             }
@@ -920,7 +924,12 @@ impl<T: Transport> Conn<T> {
             let mailbox = state.take_mailbox();
             if state.persistent && !state.removed {
                 let mut session = session;
-                for message in mailbox.into_iter().filter(|m| m.qos != QoS::AtMostOnce) {
+                // QoS 0 mail (and every encoded PUBLISH, which is QoS 0) is not kept offline.
+                let kept = mailbox.into_iter().filter_map(|mail| match mail {
+                    Mail::Message(message) if message.qos != QoS::AtMostOnce => Some(message),
+                    _ => None,
+                });
+                for message in kept {
                     if let Some(dropped) = session.enqueue(message) {
                         tracing::warn!(client_id = %sub.client_id, topic = %dropped.topic, "dropped a queued message: the session queue is full");
                         sub.count_drop();

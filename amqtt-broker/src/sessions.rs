@@ -43,7 +43,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use futures_util::task::AtomicWaker;
-use mqtt_codec::session::Message;
+use mqtt_codec::session::{EncodedPublish, Message};
 use mqtt_codec::{QoS, TopicFilter};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
@@ -115,7 +115,7 @@ pub(crate) struct SubscriberState {
     /// The connection driving this session, if any.
     pub(crate) online: Option<Online>,
     /// Messages routed to the online connection, not yet taken by its task.
-    pub(crate) mailbox: VecDeque<Message>,
+    pub(crate) mailbox: VecDeque<Mail>,
     /// Sum of the payload lengths in `mailbox`.
     pub(crate) mailbox_bytes: usize,
     /// Took nothing for [`STALL_TIMEOUT`] while publishers waited: nobody waits on it.
@@ -146,7 +146,7 @@ pub(crate) enum Delivery {
     /// The mailbox was full: `count` messages were dropped, the new QoS 0 one or the oldest
     /// ones; `last` is the last of them. `pressure` as for `Mailbox`.
     Dropped {
-        last: Message,
+        last: Mail,
         count: usize,
         pressure: bool,
     },
@@ -180,12 +180,12 @@ impl Subscriber {
     /// its size needs; one larger than the whole byte bound is dropped itself).
     pub(crate) fn deliver_online(
         state: &mut SubscriberState,
-        message: Message,
+        message: Mail,
         limits: &MailboxLimits,
     ) -> Delivery {
-        let size = message.payload.len();
+        let size = message.payload_len();
         // A live subscriber takes QoS 1/2 up to twice the bounds (see the module docs).
-        let slack = if message.qos == QoS::AtMostOnce || state.stalled {
+        let slack = if message.qos() == QoS::AtMostOnce || state.stalled {
             1
         } else {
             2
@@ -197,7 +197,7 @@ impl Subscriber {
                 && state.mailbox_bytes.saturating_add(size) <= max_bytes
         };
         if !fits(state) {
-            if message.qos == QoS::AtMostOnce || size > max_bytes {
+            if message.qos() == QoS::AtMostOnce || size > max_bytes {
                 return Delivery::Dropped {
                     last: message,
                     count: 1,
@@ -210,7 +210,7 @@ impl Subscriber {
                 let Some(oldest) = state.mailbox.pop_front() else {
                     break;
                 };
-                state.mailbox_bytes -= oldest.payload.len();
+                state.mailbox_bytes -= oldest.payload_len();
                 dropped = Some(oldest);
                 count += 1;
             }
@@ -244,24 +244,23 @@ impl Subscriber {
         limits: &MailboxLimits,
         mut window: usize,
         budget: usize,
-        batch: &mut Vec<Message>,
+        batch: &mut Vec<Mail>,
     ) -> bool {
         let mut bytes = 0usize;
         let before = batch.len();
         let mut state = self.state.lock();
         while let Some(front) = state.mailbox.front() {
-            if bytes >= budget || (front.qos != QoS::AtMostOnce && window == 0) {
+            if bytes >= budget || (front.qos() != QoS::AtMostOnce && window == 0) {
                 break;
             }
             let Some(message) = state.mailbox.pop_front() else {
                 break;
             };
-            if message.qos != QoS::AtMostOnce {
+            if message.qos() != QoS::AtMostOnce {
                 window -= 1;
             }
-            // Roughly what it encodes to: fixed header, topic length, packet id.
-            bytes += message.payload.len() + message.topic.as_str().len() + 8;
-            state.mailbox_bytes -= message.payload.len();
+            bytes += message.wire_len();
+            state.mailbox_bytes -= message.payload_len();
             batch.push(message);
         }
         let more = !state.mailbox.is_empty();
@@ -345,9 +344,50 @@ impl SubscriberState {
     }
 
     /// Empties the mailbox, returning what it held.
-    pub(crate) fn take_mailbox(&mut self) -> VecDeque<Message> {
+    pub(crate) fn take_mailbox(&mut self) -> VecDeque<Mail> {
         self.mailbox_bytes = 0;
         std::mem::take(&mut self.mailbox)
+    }
+}
+
+/// What a mailbox holds: a message, or a QoS 0 PUBLISH encoded once for all the subscribers of
+/// a fan-out (see [`crate::router`]).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Mail {
+    Message(Message),
+    Encoded(EncodedPublish),
+}
+
+impl Mail {
+    pub(crate) fn qos(&self) -> QoS {
+        match self {
+            Mail::Message(message) => message.qos,
+            Mail::Encoded(_) => QoS::AtMostOnce,
+        }
+    }
+
+    /// The payload's length: what the mailbox's byte bounds count.
+    pub(crate) fn payload_len(&self) -> usize {
+        match self {
+            Mail::Message(message) => message.payload.len(),
+            Mail::Encoded(encoded) => encoded.payload_len(),
+        }
+    }
+
+    /// Roughly what it takes on the wire: fixed header, topic, packet id and payload.
+    fn wire_len(&self) -> usize {
+        match self {
+            Mail::Message(message) => message.payload.len() + message.topic.as_str().len() + 8,
+            Mail::Encoded(encoded) => encoded.len(),
+        }
+    }
+
+    /// The topic, for logs.
+    pub(crate) fn topic(&self) -> &str {
+        match self {
+            Mail::Message(message) => message.topic.as_str(),
+            Mail::Encoded(encoded) => encoded.topic(),
+        }
     }
 }
 

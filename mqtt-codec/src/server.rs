@@ -61,7 +61,7 @@ use crate::packet::{
     ConnAck, Connect, Decoder, Packet, Publish, SubAck, SubAckReturnCode, Subscribe, Unsubscribe,
     DEFAULT_MAX_PACKET_SIZE,
 };
-use crate::session::{Flows, Message, Sent, Session, Tx};
+use crate::session::{EncodedPublish, Flows, Message, Sent, Session, Tx, Written};
 use crate::types::{ConnectReturnCode, PacketId, QosPid};
 
 /// Settings of a [`ServerConnection`].
@@ -339,6 +339,18 @@ impl ServerConnection {
             .map(|queued| queued.message)
     }
 
+    /// Sends a QoS 0 PUBLISH encoded once for many subscribers (see [`EncodedPublish`]), after
+    /// the packets queued so far. Before [`ServerConnection::accept`] or after the connection
+    /// closed it is returned (dropped), as a QoS 0 message passed to
+    /// [`ServerConnection::publish`] would be.
+    pub fn publish_encoded(&mut self, packet: EncodedPublish) -> Option<EncodedPublish> {
+        if self.state != State::Connected {
+            return Some(packet);
+        }
+        self.flows.push(Tx::Encoded(packet));
+        None
+    }
+
     /// How many QoS 1/2 messages [`ServerConnection::publish`] would put in flight right now
     /// without queueing them: the free slots of the in-flight window while nothing is queued
     /// behind it, 0 while something is (or while not connected). A broker that keeps its own
@@ -392,9 +404,24 @@ impl ServerConnection {
     #[must_use]
     pub fn poll_transmit(&mut self, out: &mut OutBuf) -> bool {
         let before = out.len();
-        while let Some((sent, packet)) = self.flows.transmit_one(out) {
+        while let Some((sent, written)) = self.flows.transmit_one(out) {
             debug_assert_ne!(sent, Sent::Disconnect, "the server never sends DISCONNECT");
-            let Some(packet) = packet else { continue };
+            let packet = match written {
+                Written::Nothing => continue,
+                Written::Packet(packet) => packet,
+                Written::Encoded(encoded) => {
+                    self.counts.sent += 1;
+                    self.counts.publish_sent += 1;
+                    if self.trace {
+                        // Only a traced connection pays for decoding its shared bytes again.
+                        let mut bytes = BytesMut::from(&encoded.as_bytes()[..]);
+                        if let Ok(Some(packet)) = Decoder::default().decode(&mut bytes) {
+                            self.events.push_back(ServerEvent::PacketSent(packet));
+                        }
+                    }
+                    continue;
+                }
+            };
             self.counts.sent += 1;
             if let Packet::Publish(_) = packet {
                 self.counts.publish_sent += 1;
@@ -607,7 +634,7 @@ fn connack_code_for(error: &DecodeError) -> Option<ConnectReturnCode> {
 
 #[cfg(test)]
 mod tests {
-    use bytes::Bytes;
+    use bytes::{Buf, Bytes};
 
     use super::*;
     use crate::packet::Publish;
@@ -656,6 +683,56 @@ mod tests {
         let mut out = OutBuf::new();
         let _ = conn.poll_transmit(&mut out);
         out.len()
+    }
+
+    #[test]
+    fn an_encoded_publish_goes_out_as_the_same_bytes_and_counts_as_a_publish() {
+        let now = Instant::now();
+        let mut conn = accepted(now);
+        conn.set_packet_trace(true);
+        let _ = drain(&mut conn);
+        while conn.poll_event().is_some() {}
+        let topic = TopicName::new("fan/out").expect("valid");
+        let payload = Bytes::from_static(b"shared");
+        let mut arena = BytesMut::new();
+        let encoded = crate::session::EncodedPublish::qos0(&topic, &payload, false, &mut arena, 64)
+            .expect("encodable");
+        assert_eq!(encoded.topic(), "fan/out");
+        let expected = Packet::Publish(Publish {
+            dup: false,
+            qos_pid: QosPid::AtMostOnce,
+            retain: false,
+            topic,
+            payload,
+        });
+        let mut bytes = BytesMut::new();
+        expected.encode(&mut bytes).expect("encodable");
+        assert_eq!(&encoded.as_bytes()[..], &bytes[..]);
+        let before = conn.packet_counts();
+        assert_eq!(conn.publish_encoded(encoded), None);
+        let mut out = OutBuf::new();
+        assert!(conn.poll_transmit(&mut out));
+        assert_eq!(out.copy_to_bytes(out.remaining()), bytes.freeze());
+        let after = conn.packet_counts();
+        assert_eq!(after.publish_sent, before.publish_sent + 1);
+        assert_eq!(conn.poll_event(), Some(ServerEvent::PacketSent(expected)));
+    }
+
+    #[test]
+    fn an_encoded_publish_is_handed_back_before_the_connection_is_accepted() {
+        let now = Instant::now();
+        let mut conn = ServerConnection::new(ServerConfig::default(), now);
+        let topic = TopicName::new("t").expect("valid");
+        let mut arena = BytesMut::new();
+        let encoded = crate::session::EncodedPublish::qos0(
+            &topic,
+            &Bytes::from_static(b"x"),
+            false,
+            &mut arena,
+            64,
+        )
+        .expect("encodable");
+        assert!(conn.publish_encoded(encoded).is_some());
     }
 
     #[test]

@@ -22,7 +22,7 @@
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use crate::error::ProtocolError;
 use crate::outbuf::OutBuf;
@@ -62,6 +62,99 @@ impl Message {
     pub fn is_encodable(&self) -> bool {
         // Topic length prefix (2) + topic + packet id (2) + payload.
         2 + self.topic.as_str().len() + 2 + self.payload.len() <= MAX_REMAINING_LENGTH
+    }
+}
+
+/// A QoS 0 PUBLISH encoded once, to be sent as is to every subscriber of a fan-out
+/// ([`crate::server::ServerConnection::publish_encoded`]): each subscriber shares the same bytes
+/// instead of encoding its own header and holding its own handles on the topic and payload.
+///
+/// Built with [`EncodedPublish::qos0`]; DUP is 0 and no packet id is
+/// carried, so the bytes are the same for every subscriber that gets the message at QoS 0 with
+/// the same RETAIN flag.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EncodedPublish {
+    packet: Bytes,
+    payload_len: usize,
+}
+
+impl EncodedPublish {
+    /// Encodes a QoS 0 PUBLISH of `payload` to `topic` into `arena` and splits it off as shared
+    /// bytes: consecutive packets share the arena's allocation, which `arena` renews (one
+    /// allocation per `chunk` bytes) once it is used up. `None` if the message is too large to
+    /// encode.
+    pub fn qos0(
+        topic: &TopicName,
+        payload: &Bytes,
+        retain: bool,
+        arena: &mut BytesMut,
+        chunk: usize,
+    ) -> Option<EncodedPublish> {
+        // Topic length prefix (2) + topic + payload.
+        if 2 + topic.as_str().len() + payload.len() > MAX_REMAINING_LENGTH {
+            return None;
+        }
+        let publish = Publish {
+            dup: false,
+            qos_pid: QosPid::AtMostOnce,
+            retain,
+            topic: topic.clone(),
+            payload: payload.clone(),
+        };
+        let len = publish.encoded_len();
+        if arena.capacity() - arena.len() < len {
+            arena.reserve(len.max(chunk));
+        }
+        Packet::Publish(publish).encode(arena).ok()?;
+        Some(EncodedPublish {
+            packet: arena.split().freeze(),
+            payload_len: payload.len(),
+        })
+    }
+
+    /// The length of the encoded packet.
+    pub fn len(&self) -> usize {
+        self.packet.len()
+    }
+
+    /// Whether the packet is empty (never: a PUBLISH has a header).
+    pub fn is_empty(&self) -> bool {
+        self.packet.is_empty()
+    }
+
+    /// The length of the payload it carries.
+    pub fn payload_len(&self) -> usize {
+        self.payload_len
+    }
+
+    /// The encoded packet.
+    pub fn as_bytes(&self) -> &Bytes {
+        &self.packet
+    }
+
+    /// The topic it carries, read back from the encoded header (for logs).
+    pub fn topic(&self) -> &str {
+        // Fixed header byte, then the remaining length (1 to 4 bytes, the last without the
+        // continuation bit), then the topic as a u16-prefixed string (section 3.3.2.1).
+        let bytes = &self.packet[..];
+        let Some(length_len) = bytes
+            .iter()
+            .skip(1)
+            .take(4)
+            .position(|b| b & 0x80 == 0)
+            .map(|i| i + 1)
+        else {
+            return "";
+        };
+        let at = 1 + length_len;
+        let Some(&[high, low]) = bytes.get(at..at + 2) else {
+            return "";
+        };
+        let len = usize::from(u16::from_be_bytes([high, low]));
+        bytes
+            .get(at + 2..at + 2 + len)
+            .and_then(|topic| std::str::from_utf8(topic).ok())
+            .unwrap_or("")
     }
 }
 
@@ -448,6 +541,8 @@ pub(crate) enum Tx {
     },
     /// A QoS 0 PUBLISH with the client's ticket (0 on the server).
     Publish0(Queued),
+    /// A QoS 0 PUBLISH encoded once for a fan-out (server only).
+    Encoded(EncodedPublish),
     PubAck(PacketId),
     PubRec(PacketId),
     PubRel(PacketId),
@@ -459,6 +554,17 @@ pub(crate) enum Tx {
     PingReq,
     PingResp,
     Disconnect,
+}
+
+/// The packet one [`Tx`] wrote, for the packet counts and trace.
+#[derive(Debug)]
+pub(crate) enum Written {
+    /// Nothing (a PUBLISH acknowledged before its first transmission).
+    Nothing,
+    /// This packet.
+    Packet(Packet),
+    /// A PUBLISH encoded beforehand; decoded only if the trace wants it.
+    Encoded(EncodedPublish),
 }
 
 /// What encoding one [`Tx`] produced that the machine must report.
@@ -516,7 +622,7 @@ impl Flows {
     /// what to report and the packet written, if one was (a PUBLISH acknowledged before its
     /// first transmission writes nothing). Handing the packet back costs nothing extra: it was
     /// built to be encoded, and a caller that does not trace it just drops it.
-    pub(crate) fn transmit_one(&mut self, out: &mut OutBuf) -> Option<(Sent, Option<Packet>)> {
+    pub(crate) fn transmit_one(&mut self, out: &mut OutBuf) -> Option<(Sent, Written)> {
         let Some(tx) = self.tx.pop_front() else {
             if self.tx.capacity() > 0 {
                 // An idle connection holds no transmit-queue allocation.
@@ -529,6 +635,14 @@ impl Flows {
             Tx::Connect(connect) => Some(Packet::Connect(connect)),
             Tx::ConnAck(ack) => Some(Packet::ConnAck(ack)),
             Tx::Publish { id, seq } => self.inflight_packet(id, seq),
+            Tx::Encoded(encoded) => {
+                if encoded.len() < crate::outbuf::SHARE_PAYLOAD_AT {
+                    out.tail_mut().extend_from_slice(&encoded.packet);
+                } else {
+                    out.push_shared(encoded.packet.clone());
+                }
+                return Some((sent, Written::Encoded(encoded)));
+            }
             Tx::Publish0(queued) => {
                 sent = Sent::Qos0(queued.ticket);
                 let message = queued.message;
@@ -577,7 +691,7 @@ impl Flows {
             Packet::Publish(publish) => encode_publish(publish, out).is_ok(),
             other => other.encode(out.tail_mut()).is_ok(),
         });
-        Some((sent, written))
+        Some((sent, written.map_or(Written::Nothing, Written::Packet)))
     }
 
     /// The PUBLISH (or, once PUBREC arrived, the PUBREL) to send for an in-flight id, if it is

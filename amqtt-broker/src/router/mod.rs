@@ -17,14 +17,15 @@ pub(crate) mod trie;
 use std::cell::RefCell;
 use std::sync::Arc;
 
-use mqtt_codec::session::Message;
+use bytes::BytesMut;
+use mqtt_codec::session::{EncodedPublish, Message};
 use mqtt_codec::{QoS, TopicFilter};
 use parking_lot::RwLock;
 
 use crate::events::{BrokerEvent, Events};
 use crate::hooks::{AccessControl, Action, ClientInfo};
 use crate::plugins::BrokerStats;
-use crate::sessions::{Delivery, MailboxLimits, SubRef, Subscriber, SubscriberState};
+use crate::sessions::{Delivery, Mail, MailboxLimits, SubRef, Subscriber, SubscriberState};
 use crate::store::{Enqueued, RetainOutcome, RetainedStore, SessionStore};
 use trie::SubscriptionTrie;
 
@@ -46,7 +47,13 @@ pub(crate) struct Router {
 struct Scratch {
     stack: Vec<(u32, u32)>,
     matches: Vec<(SubRef, QoS)>,
+    /// Where fan-out PUBLISH packets are encoded; each is split off as shared bytes.
+    arena: BytesMut,
 }
+
+/// The arena takes this much at a time: one allocation per ~50 small packets, and a packet that
+/// outlives its neighbours (a slow subscriber's) pins at most this much with it.
+const ARENA_CHUNK: usize = 4096;
 
 thread_local! {
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
@@ -121,7 +128,11 @@ impl Router {
         scratch: &mut Scratch,
         pressured: &mut dyn FnMut(&Arc<Subscriber>),
     ) -> usize {
-        let Scratch { stack, matches } = scratch;
+        let Scratch {
+            stack,
+            matches,
+            arena,
+        } = scratch;
         matches.clear();
         let merge = self
             .trie
@@ -141,14 +152,30 @@ impl Router {
             });
         }
         let reached = matches.len();
+        // Encoded once, on the first QoS 0 delivery of a fan-out, and shared by every
+        // subscriber that gets it at QoS 0 (retain 0, [MQTT-3.3.1-9], so the bytes are the same).
+        let mut encoded: Option<EncodedPublish> = None;
         for (sub, granted) in matches.drain(..) {
-            let copy = Message {
-                topic: message.topic.clone(),
-                payload: message.payload.clone(),
-                qos: message.qos.min(granted),
-                retain: false,
+            let qos = message.qos.min(granted);
+            if qos == QoS::AtMostOnce && reached > 1 && encoded.is_none() {
+                encoded = EncodedPublish::qos0(
+                    &message.topic,
+                    &message.payload,
+                    false,
+                    arena,
+                    ARENA_CHUNK,
+                );
+            }
+            let mail = match &encoded {
+                Some(packet) if qos == QoS::AtMostOnce => Mail::Encoded(packet.clone()),
+                _ => Mail::Message(Message {
+                    topic: message.topic.clone(),
+                    payload: message.payload.clone(),
+                    qos,
+                    retain: false,
+                }),
             };
-            if self.deliver(&sub.0, copy) {
+            if self.deliver(&sub.0, mail, message.topic.as_str()) {
                 pressured(&sub.0);
             }
         }
@@ -161,19 +188,15 @@ impl Router {
         reached
     }
 
-    /// Hands one message to one subscriber: its mailbox when online, its stored session when
-    /// offline and persistent (QoS 1/2 only), otherwise nowhere. Returns whether its mailbox is
-    /// at the high-water mark (the publisher should wait).
-    pub(crate) fn deliver(&self, sub: &Arc<Subscriber>, message: Message) -> bool {
+    /// Hands one message (to `topic`) to one subscriber: its mailbox when online, its stored
+    /// session when offline and persistent (QoS 1/2 only), otherwise nowhere. Returns whether its
+    /// mailbox is at the high-water mark (the publisher should wait).
+    pub(crate) fn deliver(&self, sub: &Arc<Subscriber>, message: Mail, topic: &str) -> bool {
         let mut state = sub.state.lock();
         if state.removed {
             return false;
         }
-        if self.filters_topics
-            && !self
-                .access
-                .check_topic(&state.info, message.topic.as_str(), Action::Receive)
-        {
+        if self.filters_topics && !self.access.check_topic(&state.info, topic, Action::Receive) {
             return false;
         }
         if state.online.is_some() {
@@ -200,7 +223,10 @@ impl Router {
                     pressure
                 }
             }
-        } else if state.persistent && message.qos != QoS::AtMostOnce {
+        } else if let (true, Mail::Message(message)) = (state.persistent, message) {
+            if message.qos == QoS::AtMostOnce {
+                return false;
+            }
             self.events.emit(|| BrokerEvent::OfflineQueued {
                 client_id: &sub.client_id,
                 message: &message,
@@ -208,7 +234,7 @@ impl Router {
             let outcome = self.sessions.enqueue(&sub.client_id, message);
             drop(state);
             if let Enqueued::DroppedOldest(dropped) = outcome {
-                self.log_drop(sub, &dropped, "its offline queue is full");
+                self.log_drop(sub, &Mail::Message(dropped), "its offline queue is full");
             }
             false
         } else {
@@ -216,19 +242,19 @@ impl Router {
         }
     }
 
-    fn log_drop(&self, sub: &Subscriber, dropped: &Message, why: &str) {
+    fn log_drop(&self, sub: &Subscriber, dropped: &Mail, why: &str) {
         self.stats.publish_dropped();
         let n = sub.count_drop();
         if n == 1 || n.is_multiple_of(1000) {
             tracing::warn!(
                 client_id = %sub.client_id,
-                topic = %dropped.topic,
-                qos = dropped.qos.as_u8(),
+                topic = %dropped.topic(),
+                qos = dropped.qos().as_u8(),
                 dropped_total = n,
                 "dropped a message for a slow or offline client: {why}"
             );
         } else {
-            tracing::debug!(client_id = %sub.client_id, topic = %dropped.topic, dropped_total = n, "dropped a message: {why}");
+            tracing::debug!(client_id = %sub.client_id, topic = %dropped.topic(), dropped_total = n, "dropped a message: {why}");
         }
     }
 
