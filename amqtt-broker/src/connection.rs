@@ -985,7 +985,10 @@ fn publish_will(shared: &Shared, info: &ClientInfo, will: LastWill) {
 /// Whether a topic name or filter is within `max_topic_length` bytes and `max_topic_levels`
 /// levels (CVE-2019-11779). The length is checked first: it bounds the level count's work.
 fn within_topic_limits(limits: &crate::config::Limits, topic: &str) -> bool {
-    topic.len() <= limits.max_topic_length && topic.split('/').count() <= limits.max_topic_levels
+    // Levels are separators + 1; counting bytes is several times faster than `split` (this runs
+    // for every PUBLISH).
+    topic.len() <= limits.max_topic_length
+        && topic.bytes().filter(|&b| b == b'/').count() < limits.max_topic_levels
 }
 
 /// A copy of `topic` that shares no buffer (a long topic decoded from a packet shares the
