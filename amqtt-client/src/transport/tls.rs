@@ -54,22 +54,21 @@ impl Tls {
         let builder = TlsConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|e| ClientError::Tls(e.to_string()))?;
-        let builder = if !verify_cert {
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider)))
+        let builder = if verify_cert && check_hostname {
+            builder.with_root_certificates(Arc::new(roots(connection)?))
         } else {
-            let roots = Arc::new(roots(connection)?);
-            if check_hostname {
-                builder.with_root_certificates(roots)
-            } else {
-                let inner = WebPkiServerVerifier::builder_with_provider(roots, provider)
+            let chain = if verify_cert {
+                let roots = Arc::new(roots(connection)?);
+                let chain = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
                     .build()
                     .map_err(|e| ClientError::Tls(e.to_string()))?;
-                builder
-                    .dangerous()
-                    .with_custom_certificate_verifier(Arc::new(IgnoreHostname(inner)))
-            }
+                Some(chain)
+            } else {
+                None
+            };
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(Relaxed { chain, provider }))
         };
         let config = match (&connection.certfile, &connection.keyfile) {
             (Some(certfile), Some(keyfile)) => {
@@ -224,11 +223,16 @@ fn explain(host: &str, cause: &rustls::Error, error: &dyn std::fmt::Display) -> 
     format!("TLS handshake with {host} failed: {error}{hint}")
 }
 
-/// `check_hostname: false`: the chain is verified, the name is not.
+/// The verifier of `check_hostname: false` (`chain` given: the chain is verified, the name is
+/// not) and of `verify_cert: false` (no `chain`: any certificate is accepted). The handshake
+/// signatures are checked either way, so the peer holds the key of the certificate it shows.
 #[derive(Debug)]
-struct IgnoreHostname(Arc<WebPkiServerVerifier>);
+struct Relaxed {
+    chain: Option<Arc<WebPkiServerVerifier>>,
+    provider: Arc<CryptoProvider>,
+}
 
-impl ServerCertVerifier for IgnoreHostname {
+impl ServerCertVerifier for Relaxed {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -237,10 +241,10 @@ impl ServerCertVerifier for IgnoreHostname {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-        {
+        let Some(chain) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) => Ok(ServerCertVerified::assertion()),
@@ -254,51 +258,11 @@ impl ServerCertVerifier for IgnoreHostname {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.supported_verify_schemes()
-    }
-}
-
-/// `verify_cert: false`: any certificate is accepted (the handshake signatures are still
-/// checked, so the peer holds the key of the certificate it shows).
-#[derive(Debug)]
-struct AcceptAnyCert(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AcceptAnyCert {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         verify_tls12_signature(
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
@@ -312,11 +276,13 @@ impl ServerCertVerifier for AcceptAnyCert {
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
