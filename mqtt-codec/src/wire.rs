@@ -208,6 +208,12 @@ impl Reader {
         self.body.get(..len).ok_or(DecodeError::Truncated)
     }
 
+    /// Everything not read yet, without consuming it.
+    #[inline]
+    pub(crate) fn rest(&self) -> &[u8] {
+        &self.body
+    }
+
     /// Consumes the next `len` bytes as a slice of the body.
     #[inline]
     pub(crate) fn take(&mut self, len: usize) -> Result<Bytes, DecodeError> {
@@ -256,6 +262,7 @@ impl Reader {
 pub(crate) struct TopicBytes<'a> {
     bytes: &'a [u8],
     special: bool,
+    nul: bool,
     ascii: bool,
 }
 
@@ -268,31 +275,42 @@ impl<'a> TopicBytes<'a> {
         // Exact for "is any byte of `v` zero" (it may misplace which one, never whether).
         let zero_byte = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
         let word_flags = |v: u64| {
-            let special = zero_byte(v)
-                | zero_byte(v ^ (ONES * u64::from(b'+')))
-                | zero_byte(v ^ (ONES * u64::from(b'#')));
-            (special, v & HIGH)
+            let nul = zero_byte(v);
+            let wildcard =
+                zero_byte(v ^ (ONES * u64::from(b'+'))) | zero_byte(v ^ (ONES * u64::from(b'#')));
+            (nul, wildcard, v & HIGH)
         };
-        let (mut special, mut high) = (0u64, 0u64);
+        let (mut nul, mut wildcard, mut high) = (0u64, 0u64, 0u64);
         let mut words = bytes.chunks_exact(8);
         for word in &mut words {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(word);
-            let (s, h) = word_flags(u64::from_ne_bytes(w));
-            special |= s;
+            let (n, w, h) = word_flags(load_word(word));
+            nul |= n;
+            wildcard |= w;
             high |= h;
         }
-        // The tail, padded with a byte that is ASCII and not special.
+        // The last bytes: an overlapping load of the last eight bytes when there are that many,
+        // else the bytes assembled in a register, padded with a byte that is ASCII and not
+        // special. (Copying the tail into a stack array and loading it as a word stalls on store
+        // forwarding, which cost more than the rest of the scan.)
         let tail = words.remainder();
-        let mut w = [b'a'; 8];
-        if let Some(dst) = w.get_mut(..tail.len()) {
-            dst.copy_from_slice(tail);
+        if !tail.is_empty() {
+            let last = match bytes.len().checked_sub(8).and_then(|at| bytes.get(at..)) {
+                Some(last) => load_word(last),
+                None => tail
+                    .iter()
+                    .rev()
+                    .fold(u64::from_le_bytes([b'a'; 8]), |w, &b| w << 8 | u64::from(b)),
+            };
+            let (n, w, h) = word_flags(last);
+            nul |= n;
+            wildcard |= w;
+            high |= h;
         }
-        let (s, h) = word_flags(u64::from_ne_bytes(w));
         TopicBytes {
             bytes,
-            special: special | s != 0,
-            ascii: high | h == 0,
+            special: nul | wildcard != 0,
+            nul: nul != 0,
+            ascii: high == 0,
         }
     }
 
@@ -300,6 +318,12 @@ impl<'a> TopicBytes<'a> {
     #[inline]
     pub(crate) fn has_special(&self) -> bool {
         self.special
+    }
+
+    /// Whether some byte is U+0000.
+    #[inline]
+    pub(crate) fn has_nul(&self) -> bool {
+        self.nul
     }
 
     /// The bytes as a `&str`, or [`DecodeError::InvalidUtf8`] ([MQTT-1.5.3-1]).
@@ -311,6 +335,15 @@ impl<'a> TopicBytes<'a> {
             return Ok(unsafe { std::str::from_utf8_unchecked(self.bytes) });
         }
         std::str::from_utf8(self.bytes).map_err(|_| DecodeError::InvalidUtf8)
+    }
+}
+
+/// The first eight bytes of `bytes` as a little-endian word (zero bytes where there are fewer).
+#[inline(always)]
+fn load_word(bytes: &[u8]) -> u64 {
+    match bytes.first_chunk::<8>() {
+        Some(word) => u64::from_le_bytes(*word),
+        None => 0,
     }
 }
 
@@ -360,14 +393,28 @@ impl<'a> Cursor<'a> {
         PacketId::new(self.u16()?).ok_or(DecodeError::ZeroPacketId)
     }
 
+    /// How many `u16`-prefixed fields, each followed by `gap` more bytes, the rest of the body
+    /// holds (a last field cut short counts too), so a list of them is allocated once.
+    #[inline]
+    pub(crate) fn count_fields(&self, gap: usize) -> usize {
+        let mut body = self.body;
+        let mut count = 0;
+        while let [hi, lo, rest @ ..] = body {
+            let len = usize::from(u16::from_be_bytes([*hi, *lo]));
+            body = rest.get(len + gap..).unwrap_or_default();
+            count += 1;
+        }
+        count
+    }
+
     /// Reads a `u16`-prefixed field as a slice of the body.
     #[inline]
     pub(crate) fn binary(&mut self) -> Result<&'a [u8], DecodeError> {
         let len = usize::from(self.u16()?);
-        if self.body.len() < len {
-            return Err(DecodeError::Truncated);
-        }
-        let (field, rest) = self.body.split_at(len);
+        let (field, rest) = self
+            .body
+            .split_at_checked(len)
+            .ok_or(DecodeError::Truncated)?;
         self.body = rest;
         Ok(field)
     }
@@ -460,12 +507,15 @@ mod tests {
         for len in 0..40 {
             let clean = vec![b'x'; len];
             let scan = TopicBytes::scan(&clean);
-            assert!(!scan.has_special() && scan.to_str() == Ok(clean_str(&clean)));
+            assert!(!scan.has_special() && !scan.has_nul());
+            assert_eq!(scan.to_str(), Ok(clean_str(&clean)));
             for at in 0..len {
                 for special in [0, b'+', b'#'] {
                     let mut bytes = clean.clone();
                     bytes[at] = special;
-                    assert!(TopicBytes::scan(&bytes).has_special(), "{bytes:?}");
+                    let scan = TopicBytes::scan(&bytes);
+                    assert!(scan.has_special(), "{bytes:?}");
+                    assert_eq!(scan.has_nul(), special == 0, "{bytes:?}");
                 }
                 // A lone non-ASCII byte is not UTF-8; a whole character is.
                 let mut bytes = clean.clone();

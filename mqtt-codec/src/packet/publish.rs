@@ -117,24 +117,29 @@ impl Publish {
         header_len: usize,
         size: usize,
     ) -> Result<Publish, DecodeError> {
-        let parsed = parse_fields(flags, buf.get(header_len..size).unwrap_or(&[]));
-        let (topic, qos_pid, fields_len) = match parsed {
+        let body = buf.get(header_len..size).unwrap_or_default();
+        let (name, qos_pid) = match parse_fields(flags, body) {
             Ok(fields) => fields,
             Err(e) => {
                 buf.advance(size.min(buf.len()));
                 return Err(e);
             }
         };
-        let topic = match topic {
+        let name_len = name.len();
+        let id_len = if qos_pid.packet_id().is_some() { 2 } else { 0 };
+        // `parse_fields` checked that the fields fit in the body, so none of this overflows.
+        let fields_len = 2 + name_len + id_len;
+        // The topic is copied before the buffer is touched: splitting the payload off below
+        // takes a locked instruction, which lets the copy reach the cache before the topic is
+        // moved into the packet (a move straight after the copy waits for it).
+        let inline = TopicName::inline_from_checked(name, body.get(2..).unwrap_or_default());
+        let topic = match inline {
             Some(topic) => {
                 buf.advance(header_len + fields_len);
                 topic
             }
             None => {
-                // A long topic: share it with the read buffer. `parse_fields` checked that
-                // `fields_len` bytes follow the fixed header, so none of this underflows.
-                let id_len = if qos_pid.packet_id().is_some() { 2 } else { 0 };
-                let name_len = fields_len - 2 - id_len;
+                // A long topic: share it with the read buffer.
                 buf.advance(header_len + 2);
                 let Ok(name) = ByteString::try_from(buf.split_to(name_len).freeze()) else {
                     buf.advance(size - header_len - 2 - name_len);
@@ -155,10 +160,10 @@ impl Publish {
     }
 }
 
-/// Parses and checks the variable header of a PUBLISH `body`: the topic name (returned when it
-/// is short enough to be stored inline), the QoS with its packet id, and the length of both.
+/// Parses and checks the variable header of a PUBLISH `body`: the topic name, and the QoS with
+/// its packet id.
 #[inline]
-fn parse_fields(flags: u8, body: &[u8]) -> Result<(Option<TopicName>, QosPid, usize), DecodeError> {
+fn parse_fields(flags: u8, body: &[u8]) -> Result<(&str, QosPid), DecodeError> {
     let qos = (flags >> 1) & 0b11;
     // [MQTT-3.3.1-2]
     if flags & 0b1000 != 0 && qos == 0 {
@@ -168,12 +173,10 @@ fn parse_fields(flags: u8, body: &[u8]) -> Result<(Option<TopicName>, QosPid, us
         return Err(DecodeError::Truncated);
     };
     let len = usize::from(u16::from_be_bytes([*hi, *lo]));
-    let raw = rest.get(..len).ok_or(DecodeError::Truncated)?;
-    // A name too long to be stored inline comes back as `None`, to be shared by the caller.
-    let topic = TopicName::inline_from_checked(checked_name_str(raw)?);
-    let after_topic = rest.get(len..).unwrap_or(&[]);
-    let (qos_pid, id_len) = match qos {
-        0 => (QosPid::AtMostOnce, 0),
+    let (raw, after_topic) = rest.split_at_checked(len).ok_or(DecodeError::Truncated)?;
+    let name = checked_name_str(raw)?;
+    let qos_pid = match qos {
+        0 => QosPid::AtMostOnce,
         _ => {
             let [hi, lo, ..] = *after_topic else {
                 return Err(DecodeError::Truncated);
@@ -181,13 +184,13 @@ fn parse_fields(flags: u8, body: &[u8]) -> Result<(Option<TopicName>, QosPid, us
             let id =
                 PacketId::new(u16::from_be_bytes([hi, lo])).ok_or(DecodeError::ZeroPacketId)?;
             match qos {
-                1 => (QosPid::AtLeastOnce(id), 2),
-                2 => (QosPid::ExactlyOnce(id), 2),
+                1 => QosPid::AtLeastOnce(id),
+                2 => QosPid::ExactlyOnce(id),
                 _ => return Err(DecodeError::InvalidQoS),
             }
         }
     };
-    Ok((topic, qos_pid, 2 + len + id_len))
+    Ok((name, qos_pid))
 }
 
 /// Reads a topic name, checking every rule in one pass over its bytes: non-empty
@@ -197,7 +200,8 @@ fn parse_fields(flags: u8, body: &[u8]) -> Result<(Option<TopicName>, QosPid, us
 #[inline]
 pub(crate) fn decode_topic_name(body: &mut Reader) -> Result<TopicName, DecodeError> {
     let len = usize::from(body.u16()?);
-    if let Some(topic) = TopicName::inline_from_checked(checked_name_str(body.peek(len)?)?) {
+    let name = checked_name_str(body.peek(len)?)?;
+    if let Some(topic) = TopicName::inline_from_checked(name, body.rest()) {
         body.skip(len);
         return Ok(topic);
     }
