@@ -58,6 +58,16 @@ impl TopicName {
         self.0.as_str()
     }
 
+    /// For encoders: the block the topic is stored in when it is stored inline. Its first
+    /// `as_str().len()` bytes are the topic; the rest are meaningless and must not be sent.
+    #[inline]
+    pub(crate) fn inline_block(&self) -> Option<&[u8; INLINE_TOPIC_LEN]> {
+        match &self.0 {
+            TopicStr::Inline(inline) => Some(&inline.bytes),
+            TopicStr::Shared(_) => None,
+        }
+    }
+
     /// Whether the topic starts with `$` (such topics are not matched by leading wildcards).
     pub fn is_dollar(&self) -> bool {
         self.as_str().starts_with('$')

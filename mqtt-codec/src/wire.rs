@@ -64,6 +64,49 @@ pub(crate) fn write_fixed_header(
     Ok(())
 }
 
+/// A fixed header (the first byte and the minimal encoding of `remaining`) followed by `next`
+/// as a big-endian `u16`, packed into the bytes of a little-endian word, with how many of
+/// them are used (3..=7): appended with [`put_prefix`], it is one store instead of several.
+#[inline]
+pub(crate) fn header_word(
+    first_byte: u8,
+    remaining: usize,
+    next: u16,
+) -> Result<([u8; 8], usize), EncodeError> {
+    if remaining > MAX_REMAINING_LENGTH {
+        return Err(EncodeError::PacketTooLarge(remaining));
+    }
+    let mut word = u64::from(first_byte);
+    let mut shift = 8;
+    let mut value = remaining;
+    loop {
+        let mut byte = (value & 0x7f) as u64;
+        value >>= 7;
+        if value > 0 {
+            byte |= 0x80;
+        }
+        word |= byte << shift;
+        shift += 8;
+        if value == 0 {
+            break;
+        }
+    }
+    // At most four length bytes (checked above), so `shift` is at most 40 and both bytes fit.
+    let [hi, lo] = next.to_be_bytes();
+    word |= u64::from(hi) << shift | u64::from(lo) << (shift + 8);
+    Ok((word.to_le_bytes(), shift / 8 + 2))
+}
+
+/// Appends the first `len` bytes of `block` by copying the whole block and cutting the buffer
+/// back: a copy of a size known when compiling (a few moves) instead of a call to copy `len`
+/// bytes. The caller reserves room for the whole block, so this never reallocates.
+#[inline]
+pub(crate) fn put_prefix<const N: usize>(out: &mut BytesMut, block: &[u8; N], len: usize) {
+    let end = out.len() + len.min(N);
+    out.extend_from_slice(block);
+    out.truncate(end);
+}
+
 /// Puts a fixed header into `header`; `false` only if it does not fit.
 #[inline]
 pub(crate) fn put_fixed_header<const N: usize>(

@@ -14,7 +14,7 @@ use crate::error::{DecodeError, EncodeError};
 use crate::outbuf::OutBuf;
 use crate::topic::{checked_name_str, TopicName, INLINE_TOPIC_LEN};
 use crate::types::{PacketId, QosPid};
-use crate::wire::{self, Reader, StackBuf};
+use crate::wire::{self, Reader};
 
 /// PUBLISH: an application message.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -77,28 +77,24 @@ impl Publish {
         if self.dup && self.qos_pid == QosPid::AtMostOnce {
             return Err(EncodeError::DupWithQoS0);
         }
-        let remaining = self.remaining_len();
+        let topic = self.topic.as_str();
+        let packet_id = self.qos_pid.packet_id();
+        let id_len = if packet_id.is_some() { 2 } else { 0 };
+        let remaining = wire::field_len(topic.len()) + id_len + self.payload.len();
         let flags =
             u8::from(self.dup) << 3 | self.qos_pid.qos().as_u8() << 1 | u8::from(self.retain);
-        let header_len = 1 + wire::remaining_length_len(remaining) + remaining - self.payload.len();
-        let topic = self.topic.as_str().as_bytes();
-        // Fixed header, topic and packet id in one copy when the topic is short.
-        let mut head = StackBuf::<{ 5 + 2 + INLINE_TOPIC_LEN + 2 }>::new();
-        let fits = wire::put_fixed_header(&mut head, kind::PUBLISH << 4 | flags, remaining)?
-            && head.put(&(topic.len() as u16).to_be_bytes())
-            && head.put(topic)
-            && match self.qos_pid.packet_id() {
-                Some(id) => head.put(&id.get().to_be_bytes()),
-                None => true,
-            };
-        out.reserve(header_len + extra);
-        if fits {
-            out.extend_from_slice(head.as_slice());
-            return Ok(());
+        // A `TopicName` is at most 65,535 bytes, so its length fits the u16.
+        let (head, head_len) =
+            wire::header_word(kind::PUBLISH << 4 | flags, remaining, topic.len() as u16)?;
+        // One reservation for everything, with room for the whole blocks that `put_prefix`
+        // copies before cutting them back.
+        out.reserve(head.len() + topic.len().max(INLINE_TOPIC_LEN) + id_len + extra);
+        wire::put_prefix(out, &head, head_len);
+        match self.topic.inline_block() {
+            Some(block) => wire::put_prefix(out, block, topic.len()),
+            None => out.extend_from_slice(topic.as_bytes()),
         }
-        wire::write_fixed_header(out, kind::PUBLISH << 4 | flags, remaining)?;
-        wire::put_valid_string(out, self.topic.as_str());
-        if let Some(id) = self.qos_pid.packet_id() {
+        if let Some(id) = packet_id {
             out.put_u16(id.get());
         }
         Ok(())
