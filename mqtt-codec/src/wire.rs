@@ -4,6 +4,8 @@
 //! Reading works over a frozen packet body ([`Reader`]): strings and binaries become slices of
 //! that body, so nothing is copied. Nothing here knows about packets or does IO.
 
+use std::mem::MaybeUninit;
+
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use bytestring::ByteString;
 
@@ -105,6 +107,79 @@ pub(crate) fn put_prefix<const N: usize>(out: &mut BytesMut, block: &[u8; N], le
     let end = out.len() + len.min(N);
     out.extend_from_slice(block);
     out.truncate(end);
+}
+
+/// Appends what `fill` writes into a [`Spare`] view of `out`'s spare capacity, after reserving
+/// `reserve` bytes: no capacity check or length update per field, one update at the end.
+/// Returns `false`, with nothing appended, if `fill` wrote past the reservation.
+#[inline]
+pub(crate) fn append_with(
+    out: &mut BytesMut,
+    reserve: usize,
+    fill: impl FnOnce(&mut Spare<'_>),
+) -> bool {
+    out.reserve(reserve);
+    let mut spare = Spare {
+        buf: out.spare_capacity_mut(),
+        filled: 0,
+        fits: true,
+    };
+    fill(&mut spare);
+    let Spare { filled, fits, .. } = spare;
+    if !fits {
+        return false;
+    }
+    // SAFETY: every `Spare` method writes the bytes from `filled` to the new `filled` (and
+    // possibly more) before moving `filled` past them, and none moves it when a write does not
+    // fit, so `spare_capacity_mut()[..filled]` is initialized.
+    unsafe { out.set_len(out.len() + filled) };
+    true
+}
+
+/// A cursor writing into a buffer's spare capacity; see [`append_with`].
+pub(crate) struct Spare<'a> {
+    buf: &'a mut [MaybeUninit<u8>],
+    filled: usize,
+    fits: bool,
+}
+
+impl Spare<'_> {
+    /// Writes `bytes`.
+    #[inline]
+    pub(crate) fn put(&mut self, bytes: &[u8]) {
+        match self.buf.get_mut(self.filled..self.filled + bytes.len()) {
+            Some(dst) => {
+                copy_to_uninit(bytes, dst);
+                self.filled += bytes.len();
+            }
+            None => self.fits = false,
+        }
+    }
+
+    /// Writes the first `len` bytes of `block` by writing all of it and moving past `len`: a
+    /// copy of a size known when compiling instead of a call to copy `len` bytes.
+    #[inline]
+    pub(crate) fn put_prefix<const N: usize>(&mut self, block: &[u8; N], len: usize) {
+        match self.buf.get_mut(self.filled..self.filled + N) {
+            Some(dst) => {
+                copy_to_uninit(block, dst);
+                self.filled += len.min(N);
+            }
+            None => self.fits = false,
+        }
+    }
+}
+
+/// Copies `src` into the start of `dst` (all of it if `dst` is long enough, else as much as
+/// fits). A loop writing `MaybeUninit`s one by one is compiled to byte-by-byte stores; this is
+/// one `memcpy` (or a few moves when the length is known when compiling).
+#[inline(always)]
+fn copy_to_uninit(src: &[u8], dst: &mut [MaybeUninit<u8>]) {
+    let len = src.len().min(dst.len());
+    // SAFETY: both pointers are valid for `len` bytes (`len` is at most either length), and
+    // they cannot overlap: `dst` is borrowed mutably while `src` is borrowed. `MaybeUninit<u8>`
+    // has the layout of `u8`, and writing initialized bytes into it is always allowed.
+    unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst.as_mut_ptr().cast::<u8>(), len) };
 }
 
 /// Puts a fixed header into `header`; `false` only if it does not fit.
@@ -503,6 +578,45 @@ mod tests {
             );
             assert_eq!(read_remaining_length(&bytes[..bytes.len() - 1]), Ok(None));
         }
+    }
+
+    #[test]
+    fn the_header_word_holds_the_fixed_header_then_the_next_u16() {
+        for remaining in [
+            0,
+            127,
+            128,
+            16_383,
+            16_384,
+            2_097_151,
+            2_097_152,
+            268_435_455,
+        ] {
+            let mut expected = BytesMut::new();
+            write_fixed_header(&mut expected, 0x32, remaining).unwrap();
+            expected.put_u16(0xabcd);
+            let (word, len) = header_word(0x32, remaining, 0xabcd).unwrap();
+            assert_eq!(&word[..len], &expected[..], "remaining length {remaining}");
+        }
+        assert_eq!(
+            header_word(0x30, MAX_REMAINING_LENGTH + 1, 0),
+            Err(EncodeError::PacketTooLarge(MAX_REMAINING_LENGTH + 1))
+        );
+    }
+
+    #[test]
+    fn append_with_writes_prefixes_and_fields_in_order() {
+        let mut out = BytesMut::from(&b"before"[..]);
+        let block = *b"topic and what follows it";
+        assert!(append_with(&mut out, 64, |spare| {
+            spare.put_prefix(&block, 5);
+            spare.put(b"/payload");
+        }));
+        assert_eq!(&out[..], b"beforetopic/payload");
+        // A write past the reservation appends nothing.
+        let mut out = BytesMut::new();
+        assert!(!append_with(&mut out, 0, |spare| spare.put(&[1; 4096])));
+        assert!(out.is_empty());
     }
 
     #[test]

@@ -55,10 +55,51 @@ impl Publish {
         1 + wire::remaining_length_len(remaining) + remaining
     }
 
+    #[inline]
     pub(crate) fn encode(&self, out: &mut BytesMut) -> Result<(), EncodeError> {
-        self.write_header(out, self.payload.len())?;
-        out.extend_from_slice(&self.payload);
+        let (head, head_len) = self.head()?;
+        let topic = self.topic.as_str();
+        let packet_id = self.qos_pid.packet_id();
+        let id_len = if packet_id.is_some() { 2 } else { 0 };
+        // Room for the whole blocks that `put_prefix` writes before moving past their prefix.
+        let room = head.len() + topic.len().max(INLINE_TOPIC_LEN) + id_len + self.payload.len();
+        let written = wire::append_with(out, room, |spare| {
+            spare.put_prefix(&head, head_len);
+            match self.topic.inline_block() {
+                Some(block) => spare.put_prefix(block, topic.len()),
+                None => spare.put(topic.as_bytes()),
+            }
+            if let Some(id) = packet_id {
+                spare.put(&id.get().to_be_bytes());
+            }
+            spare.put(&self.payload);
+        });
+        if !written {
+            // Not reachable (`append_with` reserved `room`), but writing field by field is
+            // always right.
+            self.write_header(out, self.payload.len())?;
+            out.extend_from_slice(&self.payload);
+        }
         Ok(())
+    }
+
+    /// Checks what the encoder refuses and packs the fixed header and the topic length into a
+    /// word (see [`wire::header_word`]).
+    #[inline]
+    fn head(&self) -> Result<([u8; 8], usize), EncodeError> {
+        // [MQTT-3.3.1-2] a decoder refuses DUP on QoS 0, so the encoder does too.
+        if self.dup && self.qos_pid == QosPid::AtMostOnce {
+            return Err(EncodeError::DupWithQoS0);
+        }
+        let flags =
+            u8::from(self.dup) << 3 | self.qos_pid.qos().as_u8() << 1 | u8::from(self.retain);
+        // A `TopicName` is at most 65,535 bytes, so its length fits the u16.
+        let topic_len = self.topic.as_str().len();
+        wire::header_word(
+            kind::PUBLISH << 4 | flags,
+            self.remaining_len(),
+            topic_len as u16,
+        )
     }
 
     pub(crate) fn remaining_len(&self) -> usize {
@@ -73,19 +114,10 @@ impl Publish {
     /// Writes everything but the payload, reserving room for `extra` more bytes after it.
     #[inline]
     fn write_header(&self, out: &mut BytesMut, extra: usize) -> Result<(), EncodeError> {
-        // [MQTT-3.3.1-2] a decoder refuses DUP on QoS 0, so the encoder does too.
-        if self.dup && self.qos_pid == QosPid::AtMostOnce {
-            return Err(EncodeError::DupWithQoS0);
-        }
+        let (head, head_len) = self.head()?;
         let topic = self.topic.as_str();
         let packet_id = self.qos_pid.packet_id();
         let id_len = if packet_id.is_some() { 2 } else { 0 };
-        let remaining = wire::field_len(topic.len()) + id_len + self.payload.len();
-        let flags =
-            u8::from(self.dup) << 3 | self.qos_pid.qos().as_u8() << 1 | u8::from(self.retain);
-        // A `TopicName` is at most 65,535 bytes, so its length fits the u16.
-        let (head, head_len) =
-            wire::header_word(kind::PUBLISH << 4 | flags, remaining, topic.len() as u16)?;
         // One reservation for everything, with room for the whole blocks that `put_prefix`
         // copies before cutting them back.
         out.reserve(head.len() + topic.len().max(INLINE_TOPIC_LEN) + id_len + extra);
