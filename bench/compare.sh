@@ -13,7 +13,8 @@
 #                         [--with-rumqttd | --without-rumqttd]
 # Environment (defaults: full / quick):
 #   BENCH_DURATION   publishing time per run            10s / 2s
-#   BENCH_DRAIN      wait for acks and stragglers         5s / 2s
+#   BENCH_DRAIN      longest wait for acks and the last    10s / 10s
+#                    messages after publishing (subscribers stop after 1 s without one)
 #   BENCH_CONNS      idle connections                 10000 / 2000
 #   BENCH_HOLD       how long they are held              5s / 2s
 #   BENCH_REPS       repetitions (at least 3 advised)       3 / 3
@@ -37,16 +38,16 @@ while [ $# -gt 0 ]; do
     --brokers) BENCH_BROKERS=$2; shift ;;
     --with-rumqttd) RUMQTTD_MODE=yes ;;
     --without-rumqttd) RUMQTTD_MODE=no ;;
-    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
     *) echo "compare.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
 done
 
 if [ "$QUICK" = 1 ]; then
-  : "${BENCH_DURATION:=2s}" "${BENCH_DRAIN:=2s}" "${BENCH_CONNS:=2000}" "${BENCH_HOLD:=2s}"
+  : "${BENCH_DURATION:=2s}" "${BENCH_DRAIN:=10s}" "${BENCH_CONNS:=2000}" "${BENCH_HOLD:=2s}"
 else
-  : "${BENCH_DURATION:=10s}" "${BENCH_DRAIN:=5s}" "${BENCH_CONNS:=10000}" "${BENCH_HOLD:=5s}"
+  : "${BENCH_DURATION:=10s}" "${BENCH_DRAIN:=10s}" "${BENCH_CONNS:=10000}" "${BENCH_HOLD:=5s}"
 fi
 : "${BENCH_REPS:=3}" "${BENCH_RATE:=5000}" "${BENCH_BROKER_CORE:=0}" "${BENCH_LOAD_CORE:=1}"
 : "${BENCH_BROKERS:=amqtt mosquitto rumqttd}" "${BENCH_RUMQTTD_INSTALL_TIMEOUT:=600}"

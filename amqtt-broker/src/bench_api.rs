@@ -16,7 +16,6 @@ use bytes::{Buf, BytesMut};
 use mqtt_codec::server::{ServerConfig, ServerConnection, ServerEvent};
 use mqtt_codec::session::{Message, Session, SessionLimits};
 use mqtt_codec::{OutBuf, QoS, TopicFilter};
-use tokio_util::sync::CancellationToken;
 
 use crate::events::Events;
 use crate::hooks::{AllowAll, ClientInfo};
@@ -118,8 +117,7 @@ impl FanOut {
                 {
                     let mut state = sub.state.lock();
                     state.online = Some(Online {
-                        conn_id: i as u64,
-                        kick: CancellationToken::new(),
+                        conn_id: i as u64 + 1,
                     });
                     router.subscribe(&sub, &mut state, filter.clone(), QoS::AtMostOnce);
                 }

@@ -28,6 +28,7 @@ use crate::plugins::{BrokerStats, PluginManager};
 use crate::router::Router;
 use crate::sessions::{MailboxLimits, Registry};
 use crate::store::{MemoryRetainedStore, MemorySessionStore, RetainedStore, SessionStore};
+use crate::timers::{self, Timers};
 use crate::transport::{Stream, Tcp};
 
 /// An MQTT 3.1.1 broker.
@@ -106,12 +107,20 @@ pub(crate) struct Shared {
     /// TLS and WebSocket handshakes of the listeners that have them.
     pub(crate) upgraders: HashMap<String, Arc<Upgrader>>,
     pub(crate) cancel: CancellationToken,
+    /// The connections' deadlines and their shutdown signal.
+    pub(crate) timers: Timers,
     pub(crate) stats: Arc<BrokerStats>,
     pub(crate) plugins: Option<Arc<PluginManager>>,
     next_conn_id: AtomicU64,
 }
 
 impl Shared {
+    /// Signals shutdown to the listeners, plugins and connection tasks.
+    pub(crate) fn stop(&self) {
+        self.cancel.cancel();
+        self.timers.stop();
+    }
+
     pub(crate) fn next_conn_id(&self) -> u64 {
         self.next_conn_id.fetch_add(1, Ordering::Relaxed)
     }
@@ -186,6 +195,7 @@ impl Broker {
             listeners,
             upgraders,
             cancel: CancellationToken::new(),
+            timers: Timers::new(),
             stats: extensions.stats,
             plugins: extensions.plugins,
             next_conn_id: AtomicU64::new(1),
@@ -225,6 +235,7 @@ impl Broker {
             }
         }
         self.shared.events.lifecycle(LifecycleEvent::PreStart).await;
+        self.spawn_timer_driver();
         let mut bound = Vec::new();
         for (name, listener) in &self.shared.config.listeners {
             if listener.listener_type == ListenerType::External {
@@ -238,7 +249,7 @@ impl Broker {
             let socket = match bind_tcp(&host, port).await {
                 Ok(Some(socket)) => socket,
                 Ok(None) => {
-                    self.shared.cancel.cancel();
+                    self.shared.stop();
                     return Err(BrokerError::Resolve {
                         listener: name.clone(),
                         bind,
@@ -246,7 +257,7 @@ impl Broker {
                 }
                 Err(source) => {
                     // Stop the listeners already accepting.
-                    self.shared.cancel.cancel();
+                    self.shared.stop();
                     return Err(BrokerError::Bind {
                         listener: name.clone(),
                         bind,
@@ -325,7 +336,7 @@ impl Broker {
             .events
             .lifecycle(LifecycleEvent::PreShutdown)
             .await;
-        self.shared.cancel.cancel();
+        self.shared.stop();
         self.tracker.close();
         let deadline = self.shared.config.limits.shutdown_timeout + Duration::from_secs(1);
         if tokio::time::timeout(deadline, self.tracker.wait())
@@ -369,15 +380,17 @@ impl Broker {
                 peer: None,
             });
         };
-        let serve = connection::serve(
-            Stream(stream),
-            self.shared.clone(),
-            listener.name.clone(),
-            None,
-            slot,
-        );
+        self.spawn_timer_driver();
+        let serve = connection::serve(Stream(stream), self.shared.clone(), slot);
         self.tracker.track_future(serve).await;
         Ok(())
+    }
+
+    /// Spawns the task that fires the connections' deadlines, unless it runs already.
+    fn spawn_timer_driver(&self) {
+        if self.shared.timers.needs_driver() {
+            self.tracker.spawn(timers::drive(self.shared.clone()));
+        }
     }
 
     /// Publishes a message from the broker itself (aMQTT's `internal_message_broadcast`; also
@@ -425,7 +438,7 @@ impl Default for Broker {
 impl Drop for Broker {
     fn drop(&mut self) {
         // A broker dropped without `shutdown` still stops its tasks.
-        self.shared.cancel.cancel();
+        self.shared.stop();
     }
 }
 
@@ -487,13 +500,7 @@ async fn accept_loop(
                     ));
                     continue;
                 }
-                tracker.spawn(connection::serve(
-                    Tcp(stream),
-                    shared.clone(),
-                    listener.name.clone(),
-                    Some(peer),
-                    slot,
-                ));
+                tracker.spawn(connection::serve(Tcp(stream), shared.clone(), slot));
             }
             Err(e) => {
                 // E.g. EMFILE: back off briefly instead of spinning on the error.

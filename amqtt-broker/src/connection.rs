@@ -21,7 +21,7 @@ use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
@@ -33,13 +33,13 @@ use mqtt_codec::{
     Unsubscribe,
 };
 use rand::distributions::{Alphanumeric, DistString};
-use tokio_util::sync::CancellationToken;
 
 use crate::broker::Shared;
 use crate::events::BrokerEvent;
 use crate::hooks::{Action, ClientInfo, ConnectRequest};
 use crate::sessions::{Online, Subscriber, STALL_TIMEOUT};
 use crate::store::StoredSession;
+use crate::timers::IDLE_RECHECK;
 use crate::transport::Transport;
 
 /// Stop taking messages from the mailbox while this much output waits for the socket.
@@ -130,18 +130,17 @@ struct Attached {
 struct Conn<T> {
     io: T,
     shared: Arc<Shared>,
-    listener: Arc<str>,
-    peer: Option<SocketAddr>,
     machine: ServerConnection,
     out: OutBuf,
     rbuf: BytesMut,
-    /// Cancelled by broker shutdown (it is a child of the broker's token) or by a takeover.
-    kick: CancellationToken,
+    /// This connection's id (from 1): its key in the timer wheel and in takeover.
     conn_id: u64,
+    /// The tick of this connection's entry in the broker's timer wheel; 0: none.
+    armed: u64,
     attached: Option<Attached>,
     end: End,
-    /// The listener's connection slot, given back when the connection is gone.
-    _slot: Slot,
+    /// The listener's connection slot (and name), given back when the connection is gone.
+    slot: Slot,
     /// The machine's packet counts already added to the broker's stats.
     counted: PacketCounts,
     /// The in-flight counts (incoming unreleased, outgoing unacknowledged) already added to the
@@ -163,6 +162,7 @@ enum Waits {
 }
 
 enum Step {
+    /// Broker shutdown, or a takeover of the session.
     Kicked,
     Read(std::io::Result<usize>),
     Wrote(std::io::Result<usize>),
@@ -172,13 +172,12 @@ enum Step {
     Timer,
 }
 
-/// Serves one connection until it closes. Shutdown is signalled through the broker's token;
-/// dropping the future drops the connection without publishing its will.
+/// Serves one connection until it closes. Shutdown is signalled through the broker's timer
+/// wheel ([`crate::timers::Timers::stop`]); dropping the future drops the connection without
+/// publishing its will.
 pub(crate) fn serve<T: Transport>(
     io: T,
     shared: Arc<Shared>,
-    listener: Arc<str>,
-    peer: Option<SocketAddr>,
     slot: Slot,
 ) -> impl Future<Output = ()> + Send {
     // Not an `async fn`: the task is exactly `Conn::run`, without a wrapper holding a second
@@ -188,17 +187,15 @@ pub(crate) fn serve<T: Transport>(
     machine.set_packet_trace(shared.events.wants_packets());
     let mut conn = Conn {
         io,
-        kick: shared.cancel.child_token(),
         conn_id: shared.next_conn_id(),
+        armed: 0,
         shared,
-        listener,
-        peer,
         machine,
         out: OutBuf::new(),
         rbuf: BytesMut::new(),
         attached: None,
         end: End::Open,
-        _slot: slot,
+        slot,
         counted: PacketCounts::default(),
         inflight: (0, 0),
         blocked: None,
@@ -219,13 +216,10 @@ fn now() -> std::time::Instant {
 }
 
 impl<T: Transport> Conn<T> {
+    /// Drives the connection until it closes. The task keeps no future of its own across
+    /// iterations: the socket, the mailbox signal, the takeover flag and the timer wheel are
+    /// polled by [`Conn::poll_step`], so an idle connection's task is little more than `Conn`.
     async fn run(&mut self) {
-        let sleep = tokio::time::sleep(Duration::from_secs(3600));
-        tokio::pin!(sleep);
-        let kick = self.kick.clone().cancelled_owned();
-        tokio::pin!(kick);
-        let mut armed: Option<std::time::Instant> = None;
-        let mut kicked = false;
         loop {
             self.process_outputs().await;
             if self.machine.is_closed() || self.end != End::Open {
@@ -235,85 +229,9 @@ impl<T: Transport> Conn<T> {
                 self.drain_mailbox();
                 continue;
             }
-            // While waiting on a subscriber the socket is not read, so keep-alive is not judged;
-            // the subscriber's progress is.
-            let deadline = match &self.blocked {
-                Some(blocked) => Some(blocked.check_at),
-                None => self.machine.poll_timeout(),
-            };
-            // The keep-alive deadline moves with every packet received; re-arming the timer
-            // each time would touch the timer wheel per read. A later deadline keeps the timer
-            // armed at the earlier one: it fires early, `handle_timeout` is a no-op, and the
-            // timer is re-armed at the real deadline then.
-            match (deadline, armed) {
-                (Some(deadline), Some(at)) if deadline >= at => {}
-                (Some(deadline), _) => {
-                    sleep
-                        .as_mut()
-                        .reset(tokio::time::Instant::from_std(deadline));
-                    armed = Some(deadline);
-                }
-                (None, _) => armed = None,
-            }
-            let mail_ok =
-                self.attached.is_some() && !self.more_mail && self.out.len() < WRITE_HIGH_WATER;
-            let reading =
-                self.blocked.is_none() && self.out.len() < READ_PAUSE && self.machine.wants_read();
-            let step = {
-                let Conn {
-                    io,
-                    out,
-                    rbuf,
-                    attached,
-                    blocked,
-                    shared,
-                    ..
-                } = self;
-                let signal = attached.as_ref().map(|a| &a.sub.wake);
-                let limits = &shared.router.mailbox;
-                // One hand-written poll instead of `select!`: the only futures kept across
-                // iterations are the timer and the kick, so an idle connection's task stays small.
-                // Polled in priority order: kick, write, room, read, mailbox, timer.
-                poll_fn(|cx| {
-                    if !kicked && kick.as_mut().poll(cx).is_ready() {
-                        return Poll::Ready(Step::Kicked);
-                    }
-                    if !out.is_empty() {
-                        if let Poll::Ready(r) = io.poll_write_from(cx, out) {
-                            return Poll::Ready(Step::Wrote(r));
-                        }
-                    }
-                    if let Some(blocked) = blocked {
-                        blocked
-                            .subs
-                            .retain(|(sub, _)| sub.poll_room(cx, limits).is_pending());
-                        if blocked.subs.is_empty() {
-                            return Poll::Ready(Step::Room);
-                        }
-                    }
-                    if reading {
-                        if let Poll::Ready(r) = io.poll_read_into(cx, rbuf) {
-                            return Poll::Ready(Step::Read(r));
-                        }
-                    }
-                    if mail_ok {
-                        if let Some(signal) = signal {
-                            if signal.poll(cx).is_ready() {
-                                return Poll::Ready(Step::Mail);
-                            }
-                        }
-                    }
-                    if armed.is_some() && sleep.as_mut().poll(cx).is_ready() {
-                        return Poll::Ready(Step::Timer);
-                    }
-                    Poll::Pending
-                })
-                .await
-            };
-            match step {
+            match poll_fn(|cx| self.poll_step(cx)).await {
                 Step::Kicked => {
-                    kicked = true;
-                    self.end = if self.shared.cancel.is_cancelled() {
+                    self.end = if self.shared.timers.is_stopping() {
                         End::Shutdown
                     } else {
                         End::Abnormal(
@@ -329,7 +247,7 @@ impl<T: Transport> Conn<T> {
                 Step::Read(Ok(n)) => {
                     self.shared.stats.bytes_received(n);
                     if let Err(e) = self.machine.handle_read(now(), &mut self.rbuf) {
-                        tracing::debug!(client_id = self.client_id(), peer = ?self.peer, "protocol error: {e}");
+                        tracing::debug!(client_id = self.client_id(), peer = ?self.peer(), "protocol error: {e}");
                     }
                     if self.rbuf.is_empty() {
                         // An idle connection holds no read buffer.
@@ -344,7 +262,6 @@ impl<T: Transport> Conn<T> {
                 Step::Mail => self.drain_mailbox(),
                 Step::Room => self.blocked = None,
                 Step::Timer => {
-                    armed = None;
                     if self.blocked.is_some() {
                         self.check_blocked();
                     } else {
@@ -353,6 +270,73 @@ impl<T: Transport> Conn<T> {
                 }
             }
         }
+        let armed = std::mem::take(&mut self.armed);
+        self.shared.timers.disarm(self.conn_id, armed);
+    }
+
+    /// What to do next, polled in priority order: shutdown or takeover, write, room in a
+    /// subscriber waited on, read, mailbox, deadline. Registers the task's waker with each
+    /// source it waits on (the timer wheel only when the deadline moves earlier).
+    fn poll_step(&mut self, cx: &mut Context<'_>) -> Poll<Step> {
+        let timers = &self.shared.timers;
+        if timers.is_stopping() {
+            return Poll::Ready(Step::Kicked);
+        }
+        if let Some(attached) = &self.attached {
+            // Registered before the flags are read, so a signal in between is not lost.
+            attached.sub.wake.register(cx.waker());
+            if attached.sub.is_kicked(self.conn_id) {
+                return Poll::Ready(Step::Kicked);
+            }
+        }
+        if !self.out.is_empty() {
+            if let Poll::Ready(r) = self.io.poll_write_from(cx, &mut self.out) {
+                return Poll::Ready(Step::Wrote(r));
+            }
+        }
+        if let Some(blocked) = &mut self.blocked {
+            let limits = &self.shared.router.mailbox;
+            blocked
+                .subs
+                .retain(|(sub, _)| sub.poll_room(cx, limits).is_pending());
+            if blocked.subs.is_empty() {
+                return Poll::Ready(Step::Room);
+            }
+        }
+        let reading =
+            self.blocked.is_none() && self.out.len() < READ_PAUSE && self.machine.wants_read();
+        if reading {
+            if let Poll::Ready(r) = self.io.poll_read_into(cx, &mut self.rbuf) {
+                return Poll::Ready(Step::Read(r));
+            }
+        }
+        if let Some(attached) = &self.attached {
+            if !self.more_mail && self.out.len() < WRITE_HIGH_WATER && attached.sub.wake.take() {
+                return Poll::Ready(Step::Mail);
+            }
+        }
+        if self.armed != 0 && timers.has_fired(self.armed) {
+            self.armed = 0;
+            return Poll::Ready(Step::Timer);
+        }
+        // While waiting on a subscriber the socket is not read, so keep-alive is not judged;
+        // the subscriber's progress is.
+        let deadline = match &self.blocked {
+            Some(blocked) => Some(blocked.check_at),
+            None => self.machine.poll_timeout(),
+        };
+        let tick = timers.tick_at_or_after(deadline.unwrap_or_else(|| now() + IDLE_RECHECK));
+        // The keep-alive deadline moves with every packet received; re-arming each time would
+        // lock the wheel per read. A later deadline keeps the entry at the earlier one: it
+        // fires early, `handle_timeout` is a no-op, and the entry is re-armed then.
+        if self.armed == 0 || tick < self.armed {
+            if !timers.arm(self.conn_id, self.armed, tick, cx.waker()) {
+                self.armed = 0;
+                return Poll::Ready(Step::Timer);
+            }
+            self.armed = tick;
+        }
+        Poll::Pending
     }
 
     /// Whether taking more mail now could move anything into the machine.
@@ -395,6 +379,14 @@ impl<T: Transport> Conn<T> {
         self.attached.as_ref().map_or("", |a| &a.info.client_id)
     }
 
+    /// The peer's address, for log lines (asked of the socket until the client is attached).
+    fn peer(&self) -> Option<SocketAddr> {
+        match &self.attached {
+            Some(a) => a.info.remote_addr,
+            None => self.io.peer_addr(),
+        }
+    }
+
     fn lost(&mut self, why: &str) {
         if self.end == End::Open {
             self.end = End::Abnormal(why.to_owned());
@@ -428,7 +420,7 @@ impl<T: Transport> Conn<T> {
             }
             let before = self.rbuf.len();
             if let Err(e) = self.machine.handle_read(now(), &mut self.rbuf) {
-                tracing::debug!(client_id = self.client_id(), peer = ?self.peer, "protocol error: {e}");
+                tracing::debug!(client_id = self.client_id(), peer = ?self.peer(), "protocol error: {e}");
             }
             if self.rbuf.len() == before {
                 break;
@@ -521,7 +513,7 @@ impl<T: Transport> Conn<T> {
         let client_id: Arc<str> = if connect.client_id.is_empty() {
             if !connect.clean_session {
                 // [MQTT-3.1.3-8] an empty client id requires clean session 1.
-                tracing::info!(peer = ?self.peer, "refused a CONNECT with an empty client id and clean session 0");
+                tracing::info!(peer = ?self.peer(), "refused a CONNECT with an empty client id and clean session 0");
                 self.machine.refuse(ConnectReturnCode::IdentifierRejected);
                 return;
             }
@@ -537,8 +529,8 @@ impl<T: Transport> Conn<T> {
         let info = Arc::new(ClientInfo {
             client_id,
             username: connect.username.as_deref().map(Arc::from),
-            remote_addr: self.peer,
-            listener: self.listener.clone(),
+            remote_addr: self.io.peer_addr(),
+            listener: self.slot.0.name.clone(),
             clean_session: connect.clean_session,
             keep_alive: connect.keep_alive.0,
         });
@@ -551,12 +543,12 @@ impl<T: Transport> Conn<T> {
             })
             .await;
         if code != ConnectReturnCode::Accepted {
-            tracing::info!(client_id = %info.client_id, peer = ?self.peer, "refused CONNECT: {code}");
+            tracing::info!(client_id = %info.client_id, peer = ?self.peer(), "refused CONNECT: {code}");
             self.machine.refuse(code);
             return;
         }
         let Some((sub, session, session_present)) =
-            Self::attach(&self.shared, self.conn_id, &self.kick, &info).await
+            Self::attach(&self.shared, self.conn_id, &info).await
         else {
             self.machine.refuse(ConnectReturnCode::ServerUnavailable);
             return;
@@ -565,8 +557,8 @@ impl<T: Transport> Conn<T> {
         self.shared.stats.client_connected();
         tracing::info!(
             client_id = %info.client_id,
-            peer = ?self.peer,
-            listener = %self.listener,
+            peer = ?info.remote_addr,
+            listener = %info.listener,
             clean_session = info.clean_session,
             keep_alive = info.keep_alive,
             session_present,
@@ -598,7 +590,6 @@ impl<T: Transport> Conn<T> {
     async fn attach(
         shared: &Shared,
         conn_id: u64,
-        kick: &CancellationToken,
         info: &Arc<ClientInfo>,
     ) -> Option<(Arc<Subscriber>, Session, bool)> {
         let deadline = tokio::time::Instant::now() + TAKEOVER_DEADLINE;
@@ -621,13 +612,10 @@ impl<T: Transport> Conn<T> {
                             new_connection = conn_id,
                             "taking over the session from the previous connection"
                         );
-                        old.kick.cancel();
+                        sub.kick(old.conn_id);
                     }
                     None => {
-                        state.online = Some(Online {
-                            conn_id,
-                            kick: kick.clone(),
-                        });
+                        state.online = Some(Online { conn_id });
                         state.info = info.clone();
                         let store = &shared.router.sessions;
                         let resumed = if info.clean_session {
@@ -651,7 +639,7 @@ impl<T: Transport> Conn<T> {
             }
             tokio::select! {
                 _ = released => {}
-                _ = kick.cancelled() => return None,
+                _ = shared.cancel.cancelled() => return None,
                 _ = tokio::time::sleep_until(deadline) => {
                     tracing::warn!(client_id = %info.client_id, "the previous connection did not release the session in time");
                     return None;
@@ -907,7 +895,7 @@ impl<T: Transport> Conn<T> {
             .await
             .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))
         {
-            tracing::debug!(peer = ?self.peer, "closing flush did not complete: {e}");
+            tracing::debug!(peer = ?self.peer(), "closing flush did not complete: {e}");
         }
         let Some(attached) = self.attached.take() else {
             return;
@@ -927,6 +915,8 @@ impl<T: Transport> Conn<T> {
         let waiters = {
             let mut state = sub.state.lock();
             state.online = None;
+            // A stored session must not keep this task's memory alive through its waker.
+            sub.wake.clear();
             let mailbox = state.take_mailbox();
             if state.persistent && !state.removed {
                 let mut session = session;
@@ -995,7 +985,10 @@ fn publish_will(shared: &Shared, info: &ClientInfo, will: LastWill) {
 /// Whether a topic name or filter is within `max_topic_length` bytes and `max_topic_levels`
 /// levels (CVE-2019-11779). The length is checked first: it bounds the level count's work.
 fn within_topic_limits(limits: &crate::config::Limits, topic: &str) -> bool {
-    topic.len() <= limits.max_topic_length && topic.split('/').count() <= limits.max_topic_levels
+    // Levels are separators + 1; counting bytes is several times faster than `split` (this runs
+    // for every PUBLISH).
+    topic.len() <= limits.max_topic_length
+        && topic.bytes().filter(|&b| b == b'/').count() < limits.max_topic_levels
 }
 
 /// A copy of `topic` that shares no buffer (a long topic decoded from a packet shares the
@@ -1014,6 +1007,20 @@ fn is_sys_topic(topic: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::is_sys_topic;
+
+    /// The size of the future a function returns, without calling it.
+    fn output_size<A, B, C, R>(_: fn(A, B, C) -> R) -> usize {
+        std::mem::size_of::<R>()
+    }
+
+    #[test]
+    fn the_connection_future_stays_small() {
+        // Every connection's task holds this future (tokio adds about 100 bytes and rounds the
+        // task up to 128 bytes): it is most of an idle connection's memory (issue #8). Measured
+        // 752 bytes in a debug build; each field or future kept across an await adds to it.
+        let size = output_size(super::serve::<crate::transport::Tcp>);
+        assert!(size <= 768, "the connection future is {size} bytes");
+    }
 
     #[test]
     fn sys_topics_are_the_sys_level_only() {

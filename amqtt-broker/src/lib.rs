@@ -45,6 +45,7 @@ mod retained;
 mod router;
 mod sessions;
 pub mod store;
+mod timers;
 mod transport;
 
 pub use broker::{Broker, Extensions};

@@ -47,7 +47,6 @@ use mqtt_codec::session::Message;
 use mqtt_codec::{QoS, TopicFilter};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
 
 use crate::hooks::ClientInfo;
 
@@ -56,8 +55,12 @@ use crate::hooks::ClientInfo;
 pub(crate) struct Subscriber {
     pub(crate) client_id: Arc<str>,
     pub(crate) state: Mutex<SubscriberState>,
-    /// Wakes the connection task when its mailbox goes from empty to non-empty.
+    /// Wakes the connection task when its mailbox goes from empty to non-empty, or when it is
+    /// taken over ([`Subscriber::kick`]).
     pub(crate) wake: MailSignal,
+    /// The id of the connection told to close because a new one takes its session over
+    /// ([MQTT-3.1.4-2]); 0: none. Connection ids start at 1.
+    kicked: AtomicU64,
     /// Signalled when the driving connection has let go (takeover waits for it).
     pub(crate) released: Notify,
     /// Messages dropped for this client because a bound was hit.
@@ -132,8 +135,6 @@ pub(crate) struct SubscriberState {
 #[derive(Debug)]
 pub(crate) struct Online {
     pub(crate) conn_id: u64,
-    /// Cancelled to make the connection close (takeover).
-    pub(crate) kick: CancellationToken,
 }
 
 /// What happened to a message handed to [`Subscriber::deliver_online`].
@@ -167,6 +168,7 @@ impl Subscriber {
                 removed: false,
             }),
             wake: MailSignal::default(),
+            kicked: AtomicU64::new(0),
             released: Notify::new(),
             dropped: AtomicU64::new(0),
             taken: AtomicU64::new(0),
@@ -314,6 +316,19 @@ impl Subscriber {
         std::mem::take(&mut state.waiters)
     }
 
+    /// Tells connection `conn_id`, driving this session, to close (a new connection takes the
+    /// session over, [MQTT-3.1.4-2]): a flag and a wake-up, so a connection task stores
+    /// nothing for it.
+    pub(crate) fn kick(&self, conn_id: u64) {
+        self.kicked.store(conn_id, Ordering::Release);
+        self.wake.waker.wake();
+    }
+
+    /// Whether connection `conn_id` was told to close ([`Subscriber::kick`]).
+    pub(crate) fn is_kicked(&self, conn_id: u64) -> bool {
+        self.kicked.load(Ordering::Acquire) == conn_id
+    }
+
     /// Counts a dropped message; returns the running count (for rate-limited logs).
     pub(crate) fn count_drop(&self) -> u64 {
         self.dropped.fetch_add(1, Ordering::Relaxed) + 1
@@ -351,15 +366,21 @@ impl MailSignal {
         self.waker.wake();
     }
 
-    /// Ready (and reset) once signalled; otherwise registers `cx`'s waker.
-    pub(crate) fn poll(&self, cx: &mut Context<'_>) -> Poll<()> {
-        // Register first, then check: a `notify` in between is not lost.
-        self.waker.register(cx.waker());
-        if self.pending.swap(false, Ordering::AcqRel) {
-            Poll::Ready(())
-        } else {
-            Poll::Pending
-        }
+    /// Registers the connection task's waker: call it before [`MailSignal::take`] (and before
+    /// checking [`Subscriber::is_kicked`]), so a signal in between is not lost.
+    pub(crate) fn register(&self, waker: &Waker) {
+        self.waker.register(waker);
+    }
+
+    /// Whether the mailbox was signalled since the last call (and resets the signal).
+    pub(crate) fn take(&self) -> bool {
+        self.pending.load(Ordering::Acquire) && self.pending.swap(false, Ordering::AcqRel)
+    }
+
+    /// Forgets the registered waker (the connection is gone; a stored session must not keep
+    /// its task's memory alive).
+    pub(crate) fn clear(&self) {
+        drop(self.waker.take());
     }
 }
 

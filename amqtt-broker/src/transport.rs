@@ -7,6 +7,7 @@
 //! syscall).
 
 use std::io::{self, IoSlice};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
@@ -38,6 +39,10 @@ pub(crate) trait Transport: Send + Unpin + 'static {
 
     /// Shuts the write side down.
     fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+
+    /// The peer's address, when the stream has one (asked when needed rather than stored, so
+    /// every idle connection is smaller by a socket address).
+    fn peer_addr(&self) -> Option<SocketAddr>;
 }
 
 /// A TCP connection.
@@ -54,24 +59,20 @@ impl Transport for Tcp {
         cx: &mut Context<'_>,
         buf: &mut BytesMut,
     ) -> Poll<io::Result<usize>> {
-        loop {
-            ready!(self.0.poll_read_ready(cx))?;
-            if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-                buf.reserve(READ_CHUNK);
-            }
-            match self.0.try_read_buf(buf) {
-                Ok(n) => return Poll::Ready(Ok(n)),
-                // Readiness was stale; `try_read_buf` cleared it, so poll again to register.
-                // Give back the buffer reserved for nothing: an idle connection holds none.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if buf.is_empty() {
-                        *buf = BytesMut::new();
-                    }
-                    continue;
-                }
-                Err(e) => return Poll::Ready(Err(e)),
-            }
+        ready!(self.0.poll_read_ready(cx))?;
+        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+            buf.reserve(READ_CHUNK);
         }
+        // `poll_read` rather than `try_read_buf`: a read that fills less than the buffer tells
+        // tokio the socket is drained, so the next read waits for the next readiness event
+        // instead of costing a system call that only says "would block" (one per wake-up).
+        let read = tokio_util::io::poll_read_buf(Pin::new(&mut self.0), cx, buf);
+        if read.is_pending() && buf.is_empty() {
+            // Readiness was stale; the waker is registered. Give back the buffer reserved for
+            // nothing: an idle connection holds none.
+            *buf = BytesMut::new();
+        }
+        read
     }
 
     fn poll_write_from(
@@ -84,6 +85,10 @@ impl Transport for Tcp {
 
     fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+
+    fn peer_addr(&self) -> Option<SocketAddr> {
+        self.0.peer_addr().ok()
     }
 }
 
@@ -109,6 +114,10 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Transport for Stream<S>
 
     fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+
+    fn peer_addr(&self) -> Option<SocketAddr> {
+        None
     }
 }
 

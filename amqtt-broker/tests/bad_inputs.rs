@@ -10,116 +10,22 @@ use std::time::Duration;
 
 use amqtt_broker::{Broker, BrokerConfig};
 use bytes::Bytes;
+use common::wire::{
+    frame, good_connect, publish_of_size, raw_connect, raw_publish, raw_subscribe, string,
+};
 use common::{bounded, connect, RawClient, TestBroker};
 use mqtt_codec::packet::Packet;
 use mqtt_codec::{ConnectReturnCode, QoS, SubAckReturnCode};
-
-/// Encodes an MQTT remaining length.
-fn remaining_length(mut n: usize, out: &mut Vec<u8>) {
-    loop {
-        let mut byte = (n % 128) as u8;
-        n /= 128;
-        if n > 0 {
-            byte |= 0x80;
-        }
-        out.push(byte);
-        if n == 0 {
-            break;
-        }
-    }
-}
-
-/// A packet from its first byte and body.
-fn frame(first: u8, body: &[u8]) -> Vec<u8> {
-    let mut out = vec![first];
-    remaining_length(body.len(), &mut out);
-    out.extend_from_slice(body);
-    out
-}
-
-fn string(s: &[u8], out: &mut Vec<u8>) {
-    out.extend_from_slice(&(s.len() as u16).to_be_bytes());
-    out.extend_from_slice(s);
-}
-
-/// A CONNECT built byte by byte, so that every field can be wrong.
-fn raw_connect(
-    name: &[u8],
-    level: u8,
-    flags: u8,
-    client_id: &[u8],
-    username: Option<&[u8]>,
-) -> Vec<u8> {
-    let mut body = Vec::new();
-    string(name, &mut body);
-    body.push(level);
-    body.push(flags | if username.is_some() { 0x80 } else { 0 });
-    body.extend_from_slice(&60u16.to_be_bytes());
-    string(client_id, &mut body);
-    if let Some(u) = username {
-        string(u, &mut body);
-    }
-    frame(0x10, &body)
-}
-
-fn good_connect(client_id: &str) -> Vec<u8> {
-    raw_connect(b"MQTT", 4, 0x02, client_id.as_bytes(), None)
-}
-
-fn raw_publish(topic: &[u8], qos: u8, packet_id: u16, payload: &[u8]) -> Vec<u8> {
-    let mut body = Vec::new();
-    string(topic, &mut body);
-    if qos > 0 {
-        body.extend_from_slice(&packet_id.to_be_bytes());
-    }
-    body.extend_from_slice(payload);
-    frame(0x30 | (qos << 1), &body)
-}
-
-fn raw_subscribe(first: u8, packet_id: u16, filter: &[u8], qos: u8) -> Vec<u8> {
-    let mut body = packet_id.to_be_bytes().to_vec();
-    string(filter, &mut body);
-    body.push(qos);
-    frame(first, &body)
-}
-
-/// A broker with the plugins its YAML names (built by the plugin registry).
-async fn plugged(yaml: &str) -> TestBroker {
-    let config = BrokerConfig::from_yaml_str(&format!(
-        "listeners:\n  default:\n    type: tcp\n    bind: \"127.0.0.1:0\"\n{yaml}"
-    ))
-    .expect("test config");
-    let broker = Broker::new(config).expect("broker");
-    broker.start().await.expect("start");
-    let addr = broker.local_addr("default").expect("bound");
-    TestBroker { broker, addr }
-}
 
 /// A connected raw client (CONNECT sent as raw bytes, CONNACK 0 checked).
 async fn connected(b: &TestBroker, client_id: &str) -> RawClient {
     let mut c = RawClient::connect(b.addr).await;
     c.send_raw(&good_connect(client_id)).await;
-    match c.recv().await {
-        Packet::ConnAck(ack) => assert_eq!(ack.return_code, ConnectReturnCode::Accepted),
-        other => panic!("expected CONNACK, got {other:?}"),
-    }
-    c
-}
-
-/// A well-behaved client is served normally: it connects, subscribes, and receives its own
-/// QoS 1 message.
-async fn still_served(b: &TestBroker) {
-    let (mut c, _) = b.client("well-behaved", true).await;
-    let ack = c.subscribe(1, &[("check/served", QoS::AtLeastOnce)]).await;
     assert_eq!(
-        ack.return_codes,
-        [SubAckReturnCode::Success(QoS::AtLeastOnce)]
+        c.recv_connack().await.return_code,
+        ConnectReturnCode::Accepted
     );
-    c.publish("check/served", b"ok", QoS::AtLeastOnce, false, 2)
-        .await;
-    let p = c.receive().await;
-    assert_eq!(p.payload, Bytes::from_static(b"ok"));
-    c.disconnect().await;
+    c
 }
 
 /// Sends `bytes` on a fresh connection and asserts that the broker closes it without answering.
@@ -152,7 +58,7 @@ async fn item_1_a_socket_that_never_sends_connect_is_closed_at_connect_timeout()
             took < Duration::from_millis(1500),
             "closed too late: {took:?}"
         );
-        still_served(&b).await;
+        b.assert_still_serves().await;
         b.stop().await;
     })
     .await;
@@ -177,7 +83,7 @@ async fn item_2_a_huge_remaining_length_is_refused_at_once_before_and_after_conn
         c.send_raw(&[0x30, 0xff, 0xff, 0xff, 0x7f, 0x00, 0x01, b'a'])
             .await;
         assert_eq!(c.next_within(Duration::from_secs(2)).await, Ok(None));
-        still_served(&b).await;
+        b.assert_still_serves().await;
         b.stop().await;
     })
     .await;
@@ -212,7 +118,7 @@ async fn item_3_malformed_fixed_headers_close_the_connection_at_once() {
         ] {
             closed_after_connect(&b, "flags", &bytes).await;
         }
-        still_served(&b).await;
+        b.assert_still_serves().await;
         b.stop().await;
     })
     .await;
@@ -238,7 +144,7 @@ async fn item_4_packets_out_of_order_or_server_only_close_the_connection() {
             closed_without_answer(&b, &bytes).await;
             closed_after_connect(&b, "server-only", &bytes).await;
         }
-        still_served(&b).await;
+        b.assert_still_serves().await;
         b.stop().await;
     })
     .await;
@@ -255,17 +161,14 @@ async fn item_5_wrong_protocol_name_closes_without_connack_and_wrong_level_gets_
             let mut c = RawClient::connect(b.addr).await;
             c.send_raw(&raw_connect(b"MQTT", level, 0x02, b"level", None))
                 .await;
-            match c.recv().await {
-                Packet::ConnAck(ack) => assert_eq!(
-                    ack.return_code,
-                    ConnectReturnCode::UnacceptableProtocolVersion,
-                    "level {level}"
-                ),
-                other => panic!("expected CONNACK, got {other:?}"),
-            }
+            assert_eq!(
+                c.recv_connack().await.return_code,
+                ConnectReturnCode::UnacceptableProtocolVersion,
+                "level {level}"
+            );
             c.expect_closed().await;
         }
-        still_served(&b).await;
+        b.assert_still_serves().await;
         b.stop().await;
     })
     .await;
@@ -277,16 +180,12 @@ async fn item_6_empty_client_id_with_clean_session_0_gets_0x02_and_is_closed() {
         let b = TestBroker::start().await;
         let mut c = RawClient::connect(b.addr).await;
         c.send_raw(&raw_connect(b"MQTT", 4, 0x00, b"", None)).await;
-        match c.recv().await {
-            Packet::ConnAck(ack) => {
-                assert_eq!(ack.return_code, ConnectReturnCode::IdentifierRejected);
-                assert!(!ack.session_present);
-            }
-            other => panic!("expected CONNACK, got {other:?}"),
-        }
+        let ack = c.recv_connack().await;
+        assert_eq!(ack.return_code, ConnectReturnCode::IdentifierRejected);
+        assert!(!ack.session_present);
         // [MQTT-3.1.3-8] … and the connection closed (tinyMQTT CVE-2025-56352 did not).
         c.expect_closed().await;
-        still_served(&b).await;
+        b.assert_still_serves().await;
         b.stop().await;
     })
     .await;
@@ -322,7 +221,7 @@ async fn item_7_invalid_utf8_nul_and_empty_topics_close_the_connection() {
         closed_after_connect(&b, "empty-topic", &raw_publish(b"", 1, 1, b"x")).await;
         closed_after_connect(&b, "empty-filter", &raw_subscribe(0x82, 1, b"", 0)).await;
         watcher.expect_nothing().await;
-        still_served(&b).await;
+        b.assert_still_serves().await;
         b.stop().await;
     })
     .await;
@@ -347,7 +246,7 @@ async fn item_8_unreleased_qos2_ids_are_capped_at_the_limit_and_duplicates_are_n
         // limit + 1: a sixth id awaiting PUBREL closes the connection.
         c.send_raw(&raw_publish(b"q/2", 2, 7, b"x")).await;
         c.expect_closed().await;
-        still_served(&b).await;
+        b.assert_still_serves().await;
         b.stop().await;
     })
     .await;
@@ -397,7 +296,7 @@ async fn item_9_deep_and_long_filters_get_suback_failure_and_deep_topics_close()
         .await;
         closed_after_connect(&b, "deep-pub", &raw_publish(deep.as_bytes(), 0, 0, b"x")).await;
         c.ping().await;
-        still_served(&b).await;
+        b.assert_still_serves().await;
         b.stop().await;
     })
     .await;
@@ -447,7 +346,7 @@ async fn item_10_wildcards_never_match_dollar_topics_and_clients_cannot_publish_
             0,
             "a forged $SYS message was retained"
         );
-        still_served(&b).await;
+        b.assert_still_serves().await;
         b.stop().await;
     })
     .await;
@@ -467,7 +366,7 @@ const ACL: &str = r##"plugins:
 #[tokio::test]
 async fn item_11_wider_filters_and_wildcard_identities_gain_no_rights() {
     bounded(async {
-        let b = plugged(ACL).await;
+        let b = TestBroker::with_plugins(ACL).await;
         let codes = |ack: mqtt_codec::packet::SubAck| {
             ack.return_codes
                 .iter()
@@ -497,7 +396,7 @@ async fn item_11_wider_filters_and_wildcard_identities_gain_no_rights() {
             );
             assert_eq!(got, [false, false], "{id}/{user}");
         }
-        still_served(&b).await;
+        b.assert_still_serves().await;
         b.stop().await;
     })
     .await;
@@ -534,7 +433,7 @@ async fn item_12_a_malformed_password_file_is_a_start_up_error_naming_file_and_l
 #[tokio::test]
 async fn item_12_an_acl_with_no_entries_denies_everything() {
     bounded(async {
-        let b = plugged(
+        let b = TestBroker::with_plugins(
             "plugins:\n  amqtt.plugins.authentication.AnonymousAuthPlugin:\n    allow_anonymous: true\n  amqtt.plugins.topic_checking.TopicAccessControlListPlugin:\n    acl:\n      # only a comment\n",
         )
         .await;
@@ -554,7 +453,7 @@ async fn item_13_a_persistent_session_stops_receiving_what_a_narrowed_acl_forbid
         let narrow = format!(
             "listeners:\n  default:\n    type: tcp\n    bind: \"127.0.0.1:0\"\n{ACL}    receive-acl:\n      anonymous: [\"check/served\"]\n"
         );
-        let b = plugged(&wide).await;
+        let b = TestBroker::with_plugins(&wide).await;
         let (mut sub, _) = b.client("persistent", false).await;
         sub.subscribe(1, &[("check/#", QoS::AtLeastOnce)]).await;
         sub.disconnect().await;
@@ -574,7 +473,7 @@ async fn item_13_a_persistent_session_stops_receiving_what_a_narrowed_acl_forbid
         c.expect_nothing().await;
         publisher.publish("check/3", b"online", QoS::AtLeastOnce, false, 3).await;
         c.expect_nothing().await;
-        still_served(&b).await;
+        b.assert_still_serves().await;
         b.stop().await;
     })
     .await;
@@ -635,7 +534,7 @@ async fn item_17_random_packet_sequences_on_three_connections_sharing_an_id() {
             "{} sessions",
             b.broker.session_count()
         );
-        still_served(&b).await;
+        b.assert_still_serves().await;
         b.stop().await;
     })
     .await;
@@ -722,14 +621,6 @@ impl WsClient {
             from = to;
         }
     }
-}
-
-/// A QoS 0 PUBLISH to `t` of exactly `size` bytes on the wire (128 to 16,385 bytes: two
-/// remaining-length bytes).
-fn publish_of_size(size: usize) -> Vec<u8> {
-    let p = raw_publish(b"t", 0, 0, &vec![b'p'; size - 6]);
-    assert_eq!(p.len(), size);
-    p
 }
 
 #[tokio::test]
@@ -822,7 +713,7 @@ async fn item_16_websocket_frames_are_reassembled_batched_and_held_to_the_same_l
             Packet::Publish(p) => assert_eq!(p.payload, Bytes::from_static(b"ok")),
             other => panic!("expected PUBLISH, got {other:?}"),
         }
-        still_served(&b).await;
+        b.assert_still_serves().await;
         b.stop().await;
     })
     .await;

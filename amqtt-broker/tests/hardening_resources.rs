@@ -9,8 +9,8 @@ mod common;
 use std::time::Duration;
 
 use amqtt_broker::BrokerConfig;
+use common::wire::{good_connect, publish_of_size, raw_publish, raw_subscribe};
 use common::{bounded, TestBroker};
-use mqtt_codec::packet::Packet;
 use mqtt_codec::QoS;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -25,15 +25,7 @@ async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
 /// Resident memory of this process in KiB (0 where `/proc` is missing: the checks then pass
 /// vacuously, which only happens off Linux).
 fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|n| n.parse().ok())
-        })
-        .unwrap_or(0)
+    common::rss_kib().unwrap_or(0)
 }
 
 /// User + system CPU time of this process, in clock ticks (usually 10 ms).
@@ -49,46 +41,8 @@ fn cpu_ticks() -> u64 {
         .unwrap_or(0)
 }
 
-fn frame(first: u8, body: &[u8]) -> Vec<u8> {
-    let mut out = vec![first];
-    let mut n = body.len();
-    loop {
-        let mut byte = (n % 128) as u8;
-        n /= 128;
-        if n > 0 {
-            byte |= 0x80;
-        }
-        out.push(byte);
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(body);
-    out
-}
-
-fn connect_bytes(client_id: &str) -> Vec<u8> {
-    let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 60];
-    body.extend_from_slice(&(client_id.len() as u16).to_be_bytes());
-    body.extend_from_slice(client_id.as_bytes());
-    frame(0x10, &body)
-}
-
 fn qos2_publish(packet_id: u16) -> Vec<u8> {
-    let mut body = vec![0, 3, b'q', b'/', b'2'];
-    body.extend_from_slice(&packet_id.to_be_bytes());
-    body.extend_from_slice(&[0u8; 32]);
-    frame(0x34, &body)
-}
-
-/// A well-behaved client is served normally afterwards.
-async fn still_served(b: &TestBroker) {
-    let (mut c, _) = b.client("well-behaved", true).await;
-    c.subscribe(1, &[("check/served", QoS::AtLeastOnce)]).await;
-    c.publish("check/served", b"ok", QoS::AtLeastOnce, false, 2)
-        .await;
-    assert_eq!(c.receive().await.payload.as_ref(), b"ok");
-    c.disconnect().await;
+    raw_publish(b"q/2", 2, packet_id, &[0u8; 32])
 }
 
 /// Waits (bounded) until the broker has no connection and no session left.
@@ -146,7 +100,7 @@ async fn item_1_a_thousand_silent_sockets_are_closed_at_the_timeout_and_cost_no_
             );
         }
         drained(&b).await;
-        still_served(&b).await;
+        b.assert_still_serves().await;
         b.stop().await;
     })
     .await;
@@ -180,7 +134,7 @@ async fn item_2_an_announced_268_mb_packet_allocates_nothing_for_it() {
             grown < 1024,
             "RSS grew by {grown} KiB for 100 refused packets"
         );
-        still_served(&b).await;
+        b.assert_still_serves().await;
         b.stop().await;
     })
     .await;
@@ -205,9 +159,7 @@ async fn item_8_a_hundred_thousand_unreleased_qos2_publishes_cost_under_10_mb() 
             }
             total
         });
-        wr.write_all(&connect_bytes("flood"))
-            .await
-            .expect("connect");
+        wr.write_all(&good_connect("flood")).await.expect("connect");
         // 99,900 packets cycling over 100 ids (all but the first of each id are re-sends),
         // then 100 new ids: the 101st id awaiting PUBREL disconnects the client.
         let mut chunk = Vec::with_capacity(64 * 1024);
@@ -243,7 +195,7 @@ async fn item_8_a_hundred_thousand_unreleased_qos2_publishes_cost_under_10_mb() 
         let grown = rss_kib().saturating_sub(before);
         assert!(grown < 10 * 1024, "RSS grew by {grown} KiB");
         drained(&b).await;
-        still_served(&b).await;
+        b.assert_still_serves().await;
         b.stop().await;
     })
     .await;
@@ -306,15 +258,10 @@ async fn item_14_a_subscriber_that_never_reads_is_bounded_and_does_not_slow_othe
 
         // A subscriber that never reads its socket, at QoS 0 and QoS 1.
         let mut slow = TcpStream::connect(b.addr).await.expect("connect");
-        slow.write_all(&connect_bytes("slow")).await.expect("write");
-        let sub = frame(0x82, &{
-            let mut body = vec![0u8, 1];
-            body.extend_from_slice(&[0, 6]);
-            body.extend_from_slice(b"load/#");
-            body.push(1);
-            body
-        });
-        slow.write_all(&sub).await.expect("write");
+        slow.write_all(&good_connect("slow")).await.expect("write");
+        slow.write_all(&raw_subscribe(0x82, 1, b"load/#", 1))
+            .await
+            .expect("write");
         // Wait for the subscription to exist before measuring.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         while b.broker.subscription_count() < 2 {
@@ -340,7 +287,7 @@ async fn item_14_a_subscriber_that_never_reads_is_bounded_and_does_not_slow_othe
         assert!(stats.publish_dropped > 0, "no drop counted: {stats:?}");
         publisher.ping().await;
         drop(slow);
-        still_served(&b).await;
+        b.assert_still_serves().await;
         b.stop().await;
     })
     .await;
@@ -366,7 +313,7 @@ async fn item_15_a_thousand_client_id_takeovers_leak_no_session_task_or_memory()
             grown < 4 * 1024,
             "RSS grew by {grown} KiB over 1,000 takeovers"
         );
-        still_served(&b).await;
+        b.assert_still_serves().await;
         b.stop().await;
     })
     .await;
@@ -407,26 +354,6 @@ fn limits_have_safe_defaults_and_reject_nonsense() {
     assert_eq!(ok.limits.max_packet_size, 268_435_455);
 }
 
-/// Publishes a QoS 0 packet of exactly `size` bytes on the wire.
-fn publish_of_size(size: usize) -> Vec<u8> {
-    // 1 header byte, remaining-length bytes, 2 + 1 topic bytes, payload.
-    let rl_len = |rl: usize| match rl {
-        0..=127 => 1,
-        128..=16_383 => 2,
-        16_384..=2_097_151 => 3,
-        _ => 4,
-    };
-    let mut rl = size - 2;
-    while 1 + rl_len(rl) + rl != size {
-        rl -= 1;
-    }
-    let mut body = vec![0, 1, b't'];
-    body.resize(rl, 0);
-    let p = frame(0x30, &body);
-    assert_eq!(p.len(), size);
-    p
-}
-
 #[tokio::test]
 async fn max_packet_size_is_enforced_at_limit_minus_one_limit_and_plus_one() {
     let _guard = serial().await;
@@ -438,16 +365,13 @@ async fn max_packet_size_is_enforced_at_limit_minus_one_limit_and_plus_one() {
             c.subscribe(1, &[("t", QoS::AtMostOnce)]).await;
             c.send_raw(&publish_of_size(size)).await;
             if ok {
-                match c.recv().await {
-                    Packet::Publish(p) => assert_eq!(p.topic.as_str(), "t"),
-                    other => panic!("expected PUBLISH, got {other:?}"),
-                }
+                assert_eq!(c.recv_publish().await.topic.as_str(), "t", "size {size}");
                 c.disconnect().await;
             } else {
                 c.expect_closed().await;
             }
         }
-        still_served(&b).await;
+        b.assert_still_serves().await;
         b.stop().await;
     })
     .await;
@@ -463,18 +387,18 @@ async fn pre_connect_cap_is_enforced_at_limit_minus_one_limit_and_plus_one() {
             // A CONNECT of exactly `size` bytes, padded through its client id.
             let fixed = 1 + 2 + 10 + 2; // header, 2-byte remaining length, variable header, id length
             let id = "x".repeat(size - fixed);
-            let bytes = connect_bytes(&id);
+            let bytes = good_connect(&id);
             assert_eq!(bytes.len(), size);
             let mut c = common::RawClient::connect(b.addr).await;
             c.send_raw(&bytes).await;
             if ok {
-                assert!(matches!(c.recv().await, Packet::ConnAck(_)), "size {size}");
+                c.recv_connack().await;
                 c.disconnect().await;
             } else {
                 c.expect_closed().await;
             }
         }
-        still_served(&b).await;
+        b.assert_still_serves().await;
         b.stop().await;
     })
     .await;
@@ -494,14 +418,14 @@ async fn max_connections_is_enforced_at_limit_minus_one_limit_and_plus_one() {
         let (mut c2, _) = b.client("c2", true).await; // limit − 1
         let (mut c3, _) = b.client("c3", true).await; // limit
         let mut c4 = common::RawClient::connect(b.addr).await; // limit + 1
-        c4.send_raw(&connect_bytes("c4")).await;
+        c4.send_raw(&good_connect("c4")).await;
         c4.expect_closed().await;
         for c in [&mut c1, &mut c2, &mut c3] {
             c.ping().await;
         }
         c3.disconnect().await;
         // A freed slot is usable again.
-        still_served(&b).await;
+        b.assert_still_serves().await;
         b.stop().await;
     })
     .await;

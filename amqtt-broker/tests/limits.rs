@@ -15,21 +15,6 @@ use common::{bounded, connect, RawClient, TestBroker};
 use mqtt_codec::packet::Packet;
 use mqtt_codec::{KeepAlive, QoS, SubAckReturnCode};
 
-/// A well-behaved client is served normally: it connects, subscribes, and receives its own
-/// QoS 1 message.
-async fn still_served(b: &TestBroker) {
-    let (mut c, _) = b.client("well-behaved", true).await;
-    let ack = c.subscribe(1, &[("check/served", QoS::AtLeastOnce)]).await;
-    assert_eq!(
-        ack.return_codes,
-        [SubAckReturnCode::Success(QoS::AtLeastOnce)]
-    );
-    c.publish("check/served", b"ok", QoS::AtLeastOnce, false, 2)
-        .await;
-    assert_eq!(c.receive().await.payload, Bytes::from_static(b"ok"));
-    c.disconnect().await;
-}
-
 /// A topic of exactly `len` bytes: `t/` followed by `x`s (two levels).
 fn topic_of_len(len: usize) -> String {
     format!("t/{}", "x".repeat(len - 2))
@@ -112,7 +97,7 @@ async fn max_topic_length_refuses_longer_filters_and_closes_on_longer_topics() {
             }
         }
         c.ping().await;
-        still_served(&b).await;
+        b.assert_still_serves().await;
         b.stop().await;
     })
     .await;
@@ -186,7 +171,7 @@ async fn max_keepalive_caps_the_keep_alive_enforced_at_limit_minus_one_limit_and
         // Uncapped, limit + 1 would be 7.5 s: the check's upper bound (7.4 s) excludes it.
         check("limit + 1", above, limit);
         check("keep-alive 0", zero, limit);
-        still_served(&b).await;
+        b.assert_still_serves().await;
         b.stop().await;
     })
     .await;
@@ -230,7 +215,7 @@ async fn max_inflight_holds_back_the_message_beyond_the_window_until_an_ack() {
             sub.ack(p).await;
         }
         sub.ping().await;
-        still_served(&b).await;
+        b.assert_still_serves().await;
         b.stop().await;
     })
     .await;
@@ -294,7 +279,7 @@ async fn max_queued_messages_drops_the_oldest_beyond_the_limit() {
                 "{n} messages: drops counted"
             );
         }
-        still_served(&b).await;
+        b.assert_still_serves().await;
         b.stop().await;
     })
     .await;
@@ -338,7 +323,7 @@ async fn max_queued_bytes_drops_the_oldest_beyond_the_limit() {
             let dropped = b.broker.stats().publish_dropped - before;
             assert_eq!(dropped, u64::from(first_kept - 1), "{what}: drops counted");
         }
-        still_served(&b).await;
+        b.assert_still_serves().await;
         b.stop().await;
     })
     .await;

@@ -5,9 +5,9 @@ mod common;
 
 use std::net::SocketAddr;
 
-use amqtt_broker::{Broker, BrokerConfig};
+use amqtt_broker::Broker;
 use bytes::Bytes;
-use common::{bounded, connect, RawClient};
+use common::{bounded, connect, RawClient, TestBroker};
 use mqtt_codec::{ConnectReturnCode, QoS, SubAckReturnCode};
 
 const ACL: &str = r##"plugins:
@@ -29,13 +29,7 @@ const ACL: &str = r##"plugins:
 "##;
 
 async fn broker(yaml: &str) -> (Broker, SocketAddr) {
-    let config = BrokerConfig::from_yaml_str(&format!(
-        "listeners:\n  default:\n    type: tcp\n    bind: \"127.0.0.1:0\"\n{yaml}"
-    ))
-    .expect("test config");
-    let broker = Broker::new(config).expect("broker");
-    broker.start().await.expect("start");
-    let addr = broker.local_addr("default").expect("bound");
+    let TestBroker { broker, addr } = TestBroker::with_plugins(yaml).await;
     (broker, addr)
 }
 

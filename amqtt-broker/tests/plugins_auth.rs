@@ -9,20 +9,14 @@ use std::path::{Path, PathBuf};
 use amqtt_broker::plugins::password_file::{HashScheme, PasswordFile};
 use amqtt_broker::{Broker, BrokerConfig};
 use bytes::Bytes;
-use common::{bounded, connect, RawClient};
+use common::{bounded, connect, RawClient, TestBroker};
 use mqtt_codec::ConnectReturnCode;
 use sha_crypt::{CustomizedPasswordHasher, Params, ShaCrypt};
 
 /// A started broker built from `plugins_yaml` (the body of a `plugins:` section, or other
 /// top-level keys) with the packaged plugin registry.
 async fn broker(yaml: &str) -> (Broker, std::net::SocketAddr) {
-    let config = BrokerConfig::from_yaml_str(&format!(
-        "listeners:\n  default:\n    type: tcp\n    bind: \"127.0.0.1:0\"\n{yaml}"
-    ))
-    .expect("test config");
-    let broker = Broker::new(config).expect("broker");
-    broker.start().await.expect("start");
-    let addr = broker.local_addr("default").expect("bound");
+    let TestBroker { broker, addr } = TestBroker::with_plugins(yaml).await;
     (broker, addr)
 }
 

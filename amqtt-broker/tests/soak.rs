@@ -46,15 +46,7 @@ const PACKET_DEADLINE: Duration = Duration::from_secs(30);
 
 /// Resident memory of this process in KiB.
 fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|n| n.parse().ok())
-        })
-        .expect("VmRSS in /proc/self/status (the soak test runs on Linux)")
+    common::rss_kib().expect("VmRSS in /proc/self/status (the soak test runs on Linux)")
 }
 
 /// Sequence numbers a publisher may use: the ledger's bit sets are allocated (and touched)

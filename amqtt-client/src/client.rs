@@ -132,7 +132,9 @@ impl MQTTClient {
     /// Connects to `uri` (`mqtt://[user:password@]host[:port]`; none: `connection.uri` from the
     /// config) and waits for CONNACK. With `auto_reconnect`, a failure to reach the broker is
     /// retried as aMQTT does (`reconnect_retries` more attempts with backoff) before it is
-    /// returned; a refused CONNACK is returned at once as [`ClientError::Refused`].
+    /// returned; a refused CONNACK is returned at once as [`ClientError::Refused`], and a
+    /// certificate refused by either side (untrusted CA, host name not in the certificate,
+    /// client certificate rejected by the broker) at once as [`ClientError::Tls`].
     ///
     /// After it succeeds the connection is kept up in the background: lost connections are
     /// re-established per `auto_reconnect`; see [`MQTTClient::state`].

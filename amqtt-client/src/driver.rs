@@ -85,6 +85,13 @@ impl Connector {
         }
     }
 
+    /// The host the connection goes to, for error messages.
+    fn host(&self) -> &str {
+        match self {
+            Connector::Uri { uri, .. } => &uri.host,
+        }
+    }
+
     fn describe(&self) -> String {
         match self {
             Connector::Uri { uri, .. } => {
@@ -272,6 +279,14 @@ impl Driver {
                     break ConnectionState::Failed;
                 }
                 End::Refused(code) => ClientError::Refused(code),
+                // A certificate refused by either side does not mend itself: like a refused
+                // CONNACK, it ends a first connect at once (a reconnect keeps trying, in
+                // case the broker is being redeployed).
+                End::Error(error @ ClientError::Tls(_)) if !self.ever_connected => {
+                    tracing::error!("{error}");
+                    self.give_up(error);
+                    break ConnectionState::Failed;
+                }
                 End::Error(error) => error,
             };
             self.fail_transient();
@@ -430,7 +445,9 @@ impl Driver {
                         out.shrink_if_empty();
                     }
                 }
-                Wake::Written(Err(e)) => break End::Error(e.into()),
+                Wake::Written(Err(e)) => {
+                    break End::Error(transport::stream_error(self.config.connector.host(), e))
+                }
                 Wake::Read(Ok(0)) => {
                     let sent_disconnect = self.disconnecting.as_ref().is_some_and(|d| d.sent);
                     break if sent_disconnect {
@@ -448,7 +465,9 @@ impl Driver {
                         closing.get_or_insert(End::Error(ClientError::Protocol(e)));
                     }
                 }
-                Wake::Read(Err(e)) => break End::Error(e.into()),
+                Wake::Read(Err(e)) => {
+                    break End::Error(transport::stream_error(self.config.connector.host(), e))
+                }
                 Wake::Timer => conn.handle_timeout(now()),
                 Wake::Room(true) => {
                     // The permit was dropped with the select; the slot it showed is still free

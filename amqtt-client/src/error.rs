@@ -65,8 +65,11 @@ pub enum ClientError {
         /// What is wrong with it.
         reason: String,
     },
-    /// TLS could not be set up, or the TLS handshake failed (e.g. the server's certificate
-    /// is not signed by a trusted CA; the message says which and what to change).
+    /// TLS could not be set up, or TLS refused the connection: the server's certificate is
+    /// not signed by a trusted CA or does not name the host, the broker rejected the client
+    /// certificate, or the two sides share no protocol version. The message says which and
+    /// what to change. Final: `connect` returns it after the first attempt, without retrying
+    /// (a handshake broken by the network is [`ClientError::Io`] and retried).
     #[error("{0}")]
     Tls(String),
     /// The WebSocket upgrade failed (bad URL or header, refused by the server, …).

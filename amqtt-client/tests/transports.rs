@@ -7,12 +7,16 @@ mod common;
 mod pki;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use amqtt_broker::{Broker, BrokerConfig};
 use amqtt_client::{ClientConfig, ClientError, ConnectParams, ConnectionState, MQTTClient, QoS};
 use common::{test_config, within, STEP};
 use pki::Pki;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 
 /// A broker with one listener of each kind: `default` (tcp), `tls`, `ws`, `wss`, plus
@@ -198,6 +202,137 @@ async fn danger_accept_invalid_certs_connects_without_any_ca() {
     broker.shutdown().await;
 }
 
+/// A TCP relay on `bind_host` to `target`, counting the connections it accepts. Abort the
+/// handle to stop it.
+async fn counting_relay(
+    bind_host: &str,
+    target: SocketAddr,
+) -> (SocketAddr, Arc<AtomicUsize>, JoinHandle<()>) {
+    let listener = TcpListener::bind((bind_host, 0)).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    let relay = tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = TcpStream::connect(target).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    (addr, accepted, relay)
+}
+
+#[tokio::test]
+async fn a_refused_certificate_ends_connect_after_one_attempt_without_retrying() {
+    let pki = Pki::new();
+    let broker = broker(&pki, "127.0.0.1", "").await;
+    let mtls = broker_with_client_ca(&pki).await;
+    let tls = broker.local_addr("tls").unwrap();
+    let wss = broker.local_addr("wss").unwrap();
+    let mut foreign_ca = test_config();
+    foreign_ca.connection.cafile = Some(pki.other_ca.display().to_string());
+    // (what, client config, relay bind address, broker listener, URI scheme and path)
+    let cases = [
+        (
+            "a foreign CA",
+            foreign_ca.clone(),
+            "127.0.0.1",
+            tls,
+            "mqtts",
+            "",
+        ),
+        (
+            "a foreign CA over wss",
+            foreign_ca,
+            "127.0.0.1",
+            wss,
+            "wss",
+            "/mqtt",
+        ),
+        // 127.0.0.2 is loopback too, and not in the server certificate.
+        (
+            "a host name not in the certificate",
+            trusting(&pki),
+            "127.0.0.2",
+            tls,
+            "mqtts",
+            "",
+        ),
+        (
+            "no client certificate for mutual TLS",
+            trusting(&pki),
+            "127.0.0.1",
+            mtls.local_addr("tls").unwrap(),
+            "mqtts",
+            "",
+        ),
+    ];
+    for (what, config, bind_host, target, scheme, path) in cases {
+        // `test_config` keeps auto_reconnect on: a retryable failure would be tried again.
+        assert!(config.auto_reconnect);
+        let (relay_addr, accepted, relay) = counting_relay(bind_host, target).await;
+        let client = MQTTClient::new(Some("one-attempt".into()), config).unwrap();
+        let uri = format!("{scheme}://{relay_addr}{path}");
+        let err = within(what, client.connect(uri.as_str()))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ClientError::Tls(_)), "{what}: {err:?}");
+        assert_eq!(accepted.load(Ordering::SeqCst), 1, "{what}: {err}");
+        relay.abort();
+    }
+    mtls.shutdown().await;
+    broker.shutdown().await;
+}
+
+/// A broker whose `tls` listener requires client certificates signed by the test CA.
+async fn broker_with_client_ca(pki: &Pki) -> Broker {
+    let yaml = format!(
+        "listeners:\n\
+         \x20 default: {{type: tcp, bind: \"127.0.0.1:0\"}}\n\
+         \x20 tls: {{type: tcp, bind: \"127.0.0.1:0\", {}, cafile: {:?}}}\n",
+        pki.server_yaml(),
+        pki.ca
+    );
+    let broker = Broker::new(BrokerConfig::from_yaml_str(&yaml).unwrap()).unwrap();
+    broker.start().await.unwrap();
+    broker
+}
+
+#[tokio::test]
+async fn a_network_failure_during_the_handshake_is_retried() {
+    // A listener that accepts and closes at once: the handshake ends with the stream, which
+    // the network may do to anyone, so the client tries again.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    let server = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            drop(stream);
+        }
+    });
+    let pki = Pki::new();
+    let mut config = trusting(&pki);
+    config.reconnect_retries = Some(1);
+    let client = MQTTClient::new(Some("retried".into()), config).unwrap();
+    let err = within(
+        "connect",
+        client.connect(format!("mqtts://{addr}").as_str()),
+    )
+    .await
+    .unwrap_err();
+    match err {
+        ClientError::ConnectFailed { attempts, .. } => assert_eq!(attempts, 3),
+        other => panic!("expected ConnectFailed, got {other:?}"),
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 3);
+    server.abort();
+}
+
 #[tokio::test]
 async fn host_name_is_checked_unless_check_hostname_is_off() {
     let pki = Pki::new();
@@ -255,7 +390,7 @@ async fn bad_client_key_file_is_a_config_error_naming_it() {
 #[tokio::test]
 #[allow(clippy::result_large_err)] // tungstenite's upgrade callback signature
 async fn websocket_handshake_carries_path_subprotocol_and_additional_headers() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
     let server = tokio::spawn(async move {
         let (tcp, _) = listener.accept().await.unwrap();

@@ -13,6 +13,7 @@ pub mod connect;
 pub mod format;
 
 use std::fmt;
+use std::future::Future;
 use std::process::ExitCode;
 
 /// A failure that ends a tool: a one-line message and the exit code.
@@ -65,6 +66,19 @@ pub fn report(tool: &str, result: Result<(), CliError>) -> ExitCode {
             ExitCode::from(error.code)
         }
     }
+}
+
+/// Runs a tool's `run` future on a new tokio runtime and returns its exit code, reporting a
+/// failure (including a runtime that cannot start) as one line (see [`report`]).
+pub fn run_to_exit<F>(tool: &str, run: F) -> ExitCode
+where
+    F: Future<Output = Result<(), CliError>>,
+{
+    let result = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime.block_on(run),
+        Err(e) => Err(CliError::failure(format!("cannot start: {e}"))),
+    };
+    report(tool, result)
 }
 
 /// Logs to stderr: nothing by default (a failure is reported as one line by [`report`]),

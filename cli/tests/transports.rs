@@ -10,6 +10,7 @@ mod pki;
 
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use amqtt_broker::{Broker, BrokerConfig};
 use amqtt_ws::tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
@@ -106,9 +107,17 @@ async fn a_client_certificate_opens_a_mutual_tls_listener() {
     broker.shutdown().await;
 }
 
-/// Runs amqtt_pub once and checks it failed with exactly one line on stderr.
+/// Runs amqtt_pub once and checks it failed promptly with exactly one line on stderr.
 async fn one_line_failure(args: Vec<String>) -> String {
+    let started = Instant::now();
     let (code, stdout, stderr) = run("amqtt_pub", &args, b"").await;
+    // A refused certificate is final: retrying it (4 attempts, 2 s and 4 s apart) would take
+    // over 6 s.
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "no retries: {:?} {stderr}",
+        started.elapsed()
+    );
     assert_ne!(code, 0, "amqtt_pub should fail: {stdout} {stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr:?}");
     assert!(!stderr.contains("panicked"), "{stderr}");

@@ -18,7 +18,9 @@ use std::process::Stdio;
 use amqtt_broker::Broker;
 use amqtt_client::{ClientConfig, MQTTClient, QoS};
 use common::pki::Pki;
-use common::{broker_with, free_port, listener_yaml, listening, name, run, strings, within, Peer};
+use common::{
+    broker_with, echo, free_port, listener_yaml, listening, name, run, strings, within, Peer,
+};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// This broker with `default` (tcp), `tls`, `mtls` (client certificates required), `ws` and
@@ -249,18 +251,7 @@ async fn client_round_trip(uri: &str, pki: &Pki) {
     within("subscribe", client.subscribe(&[("rs/#", QoS::AtLeastOnce)]))
         .await
         .unwrap();
-    within(
-        "publish",
-        client.publish("rs/t", "to mosquitto", QoS::AtLeastOnce, false),
-    )
-    .await
-    .unwrap();
-    let message = within("message", client.deliver_message(None))
-        .await
-        .unwrap();
-    assert_eq!(message.topic.as_str(), "rs/t");
-    assert_eq!(&message.payload[..], b"to mosquitto");
-    assert_eq!(message.qos, QoS::AtLeastOnce);
+    echo(&client, "rs/t", "to mosquitto").await;
     within("disconnect", client.disconnect()).await.unwrap();
 }
 

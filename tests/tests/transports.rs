@@ -14,7 +14,7 @@ use amqtt_broker::Broker;
 use amqtt_client::{ClientConfig, ConnectionState, MQTTClient, QoS};
 use common::pki::{self, Pki};
 use common::{
-    broker_with, cli_bin, listener_yaml, name, run, start_sub, strings, url, within, Peer,
+    broker_with, cli_bin, echo, listener_yaml, name, run, start_sub, strings, url, within, Peer,
 };
 use tokio::io::AsyncWriteExt;
 
@@ -107,16 +107,7 @@ async fn restart_and_reconnect(kind: &str) {
     within("subscribe", client.subscribe(&[("r/#", QoS::AtLeastOnce)]))
         .await
         .unwrap();
-    within(
-        "publish",
-        client.publish("r/1", "one", QoS::AtLeastOnce, false),
-    )
-    .await
-    .unwrap();
-    let message = within("message", client.deliver_message(None))
-        .await
-        .unwrap();
-    assert_eq!(&message.payload[..], b"one");
+    echo(&client, "r/1", "one").await;
 
     let mut state = client.state();
     first.shutdown().await;
@@ -137,17 +128,7 @@ async fn restart_and_reconnect(kind: &str) {
     )
     .await
     .unwrap();
-    within(
-        "publish",
-        client.publish("r/2", "two", QoS::AtLeastOnce, false),
-    )
-    .await
-    .unwrap();
-    let message = within("message", client.deliver_message(None))
-        .await
-        .unwrap();
-    assert_eq!(&message.payload[..], b"two");
-    assert_eq!(message.qos, QoS::AtLeastOnce);
+    echo(&client, "r/2", "two").await;
     within("disconnect", client.disconnect()).await.unwrap();
     second.shutdown().await;
 }

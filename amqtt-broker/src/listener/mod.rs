@@ -117,7 +117,7 @@ pub(crate) async fn serve_upgraded(
     match outcome {
         Ok(Ok(stream)) => {
             tracing::debug!(%listener, %peer, kind, "handshake done");
-            connection::serve(Buffered::new(stream), shared, listener, Some(peer), slot).await;
+            connection::serve(Buffered::new(stream, peer), shared, slot).await;
         }
         Ok(Err(e)) => tracing::info!(%listener, %peer, kind, "connection dropped: {e}"),
         Err(_) => tracing::info!(
@@ -133,13 +133,16 @@ pub(crate) async fn serve_upgraded(
 pub(crate) struct Buffered<S> {
     io: S,
     needs_flush: bool,
+    /// The TCP peer under the TLS or WebSocket layers.
+    peer: SocketAddr,
 }
 
 impl<S> Buffered<S> {
-    pub(crate) fn new(io: S) -> Buffered<S> {
+    pub(crate) fn new(io: S, peer: SocketAddr) -> Buffered<S> {
         Buffered {
             io,
             needs_flush: false,
+            peer,
         }
     }
 }
@@ -197,5 +200,9 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Transport for Buffered<
 
     fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn peer_addr(&self) -> Option<SocketAddr> {
+        Some(self.peer)
     }
 }

@@ -5,14 +5,11 @@
 //! Files are read once, when the broker is built; every problem is a [`ConfigError`] naming the
 //! listener's key and the file. rustls with the `ring` provider; TLS 1.2 and 1.3.
 
-use std::fs;
-use std::path::Path;
 use std::sync::Arc;
 
+use amqtt_tls::CaSources;
 use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::ServerConfig;
 
 use crate::config::ListenerConfig;
 use crate::error::ConfigError;
@@ -63,14 +60,18 @@ pub(crate) fn server_config(
             "`certfile` and `keyfile` must be given together",
         ));
     };
-    let certs = read_certs(certfile).map_err(|m| ConfigError::new(join(path, "certfile"), m))?;
-    let key = PrivateKeyDer::from_pem_file(keyfile).map_err(|e| {
-        ConfigError::new(
-            join(path, "keyfile"),
-            format!("no PEM private key in {}: {e}", keyfile.display()),
-        )
-    })?;
-    let roots = client_roots(l, path)?;
+    let certs = amqtt_tls::read_certs(certfile)
+        .map_err(|e| ConfigError::new(join(path, "certfile"), e.to_string()))?;
+    let key = amqtt_tls::read_private_key(keyfile)
+        .map_err(|e| ConfigError::new(join(path, "keyfile"), e.to_string()))?;
+    // The CAs client certificates are verified against, if any.
+    let roots = CaSources {
+        cafile: l.cafile.as_deref(),
+        capath: l.capath.as_deref(),
+        cadata: l.cadata.as_deref(),
+    }
+    .roots()
+    .map_err(|e| ConfigError::new(join(path, e.key.as_str()), e.error.to_string()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -95,77 +96,6 @@ pub(crate) fn server_config(
         )
     })?;
     Ok(Arc::new(config))
-}
-
-/// The CAs client certificates are verified against, or `None` when none is configured.
-fn client_roots(l: &ListenerConfig, path: &str) -> Result<Option<RootCertStore>, ConfigError> {
-    let mut roots = RootCertStore::empty();
-    let mut add = |certs: Vec<CertificateDer<'static>>, key: &str, origin: &str| {
-        for cert in certs {
-            roots.add(cert).map_err(|e| {
-                ConfigError::new(
-                    join(path, key),
-                    format!("bad CA certificate in {origin}: {e}"),
-                )
-            })?;
-        }
-        Ok::<(), ConfigError>(())
-    };
-    if let Some(cafile) = &l.cafile {
-        let certs = read_certs(cafile).map_err(|m| ConfigError::new(join(path, "cafile"), m))?;
-        add(certs, "cafile", &cafile.display().to_string())?;
-    }
-    if let Some(capath) = &l.capath {
-        let certs = read_cert_dir(capath).map_err(|m| ConfigError::new(join(path, "capath"), m))?;
-        add(certs, "capath", &capath.display().to_string())?;
-    }
-    if let Some(cadata) = &l.cadata {
-        let certs = CertificateDer::pem_slice_iter(cadata.as_bytes())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| ConfigError::new(join(path, "cadata"), format!("bad PEM: {e}")))?;
-        if certs.is_empty() {
-            return Err(ConfigError::new(
-                join(path, "cadata"),
-                "no PEM certificate in the text",
-            ));
-        }
-        add(certs, "cadata", "cadata")?;
-    }
-    Ok((!roots.is_empty()).then_some(roots))
-}
-
-/// Every PEM certificate in `file`; none at all is an error.
-fn read_certs(file: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs = CertificateDer::pem_file_iter(file)
-        .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("cannot read certificates from {}: {e}", file.display()))?;
-    if certs.is_empty() {
-        return Err(format!("no PEM certificate in {}", file.display()));
-    }
-    Ok(certs)
-}
-
-/// Every PEM certificate in the regular files of `dir` (OpenSSL's `capath` holds hashed links
-/// to PEM files; any file with certificates counts, files without are skipped).
-fn read_cert_dir(dir: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let entries =
-        fs::read_dir(dir).map_err(|e| format!("cannot read directory {}: {e}", dir.display()))?;
-    let mut certs = Vec::new();
-    for entry in entries {
-        let file = entry
-            .map_err(|e| format!("cannot read directory {}: {e}", dir.display()))?
-            .path();
-        if !file.is_file() {
-            continue;
-        }
-        if let Ok(found) = read_certs(&file) {
-            certs.extend(found);
-        }
-    }
-    if certs.is_empty() {
-        return Err(format!("no PEM certificate in directory {}", dir.display()));
-    }
-    Ok(certs)
 }
 
 fn join(path: &str, key: &str) -> String {

@@ -3,6 +3,8 @@
 //! every protocol step by hand).
 #![allow(dead_code)]
 
+pub mod wire;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -13,7 +15,8 @@ use mqtt_codec::packet::{
     ConnAck, Connect, LastWill, Packet, Publish, SubAck, Subscribe, Unsubscribe,
 };
 use mqtt_codec::{
-    ConnectReturnCode, Decoder, KeepAlive, PacketId, Protocol, QoS, QosPid, TopicFilter, TopicName,
+    ConnectReturnCode, Decoder, KeepAlive, PacketId, Protocol, QoS, QosPid, SubAckReturnCode,
+    TopicFilter, TopicName,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -59,8 +62,23 @@ impl TestBroker {
         .await
     }
 
+    /// Starts a broker with the default test listener plus `extra_yaml`, its plugins built by
+    /// the packaged plugin registry (as `Broker::new` does).
+    pub async fn with_plugins(extra_yaml: &str) -> TestBroker {
+        let yaml = format!(
+            "listeners:\n  default:\n    type: tcp\n    bind: \"127.0.0.1:0\"\n{extra_yaml}"
+        );
+        let broker =
+            Broker::new(BrokerConfig::from_yaml_str(&yaml).expect("test config")).expect("broker");
+        TestBroker::started(broker).await
+    }
+
     pub async fn with_config(config: BrokerConfig, extensions: Extensions) -> TestBroker {
         let broker = Broker::with_extensions(config, extensions).expect("broker");
+        TestBroker::started(broker).await
+    }
+
+    async fn started(broker: Broker) -> TestBroker {
         broker.start().await.expect("start");
         let addr = broker.local_addr("default").expect("bound");
         TestBroker { broker, addr }
@@ -76,6 +94,21 @@ impl TestBroker {
             "CONNACK for {client_id}"
         );
         (c, ack)
+    }
+
+    /// Asserts that a well-behaved client is served normally: it connects, subscribes, and
+    /// receives its own QoS 1 message (run after a bad input, to show the broker survived it).
+    pub async fn assert_still_serves(&self) {
+        let (mut c, _) = self.client("well-behaved", true).await;
+        let ack = c.subscribe(1, &[("check/served", QoS::AtLeastOnce)]).await;
+        assert_eq!(
+            ack.return_codes,
+            [SubAckReturnCode::Success(QoS::AtLeastOnce)]
+        );
+        c.publish("check/served", b"ok", QoS::AtLeastOnce, false, 2)
+            .await;
+        assert_eq!(c.receive().await.payload, Bytes::from_static(b"ok"));
+        c.disconnect().await;
     }
 
     pub async fn stop(self) {
@@ -172,10 +205,7 @@ impl RawClient {
     /// Sends CONNECT and returns the CONNACK.
     pub async fn handshake(&mut self, connect: Connect) -> ConnAck {
         self.send(Packet::Connect(Box::new(connect))).await;
-        match self.recv().await {
-            Packet::ConnAck(ack) => ack,
-            other => panic!("expected CONNACK, got {other:?}"),
-        }
+        self.recv_connack().await
     }
 
     /// The next packet, or `None` at end of stream; panics after [`RECV_DEADLINE`].
@@ -320,9 +350,29 @@ impl RawClient {
         self.stream
     }
 
+    /// The next packet, which must be a CONNACK.
+    pub async fn recv_connack(&mut self) -> ConnAck {
+        match self.recv().await {
+            Packet::ConnAck(ack) => ack,
+            other => panic!("expected CONNACK, got {other:?}"),
+        }
+    }
+
     /// A PINGREQ answered by PINGRESP.
     pub async fn ping(&mut self) {
         self.send(Packet::PingReq).await;
         assert_eq!(self.recv().await, Packet::PingResp);
     }
+}
+
+/// Resident memory of this process in KiB, or `None` where `/proc` is missing (off Linux).
+pub fn rss_kib() -> Option<u64> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|n| n.parse().ok())
+        })
 }

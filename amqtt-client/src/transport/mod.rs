@@ -63,13 +63,22 @@ impl TransportOptions {
     }
 }
 
+/// The error for a failed read or write on a transport to `host`: [`ClientError::Tls`] when
+/// TLS refused the connection for good (with TLS 1.3 the broker rejects a client certificate
+/// only after the handshake, so the first read after CONNECT reports it), else
+/// [`ClientError::Io`].
+pub(crate) fn stream_error(host: &str, error: std::io::Error) -> ClientError {
+    tls::rejection(host, &error).unwrap_or_else(|| error.into())
+}
+
 /// Opens the transport `uri` asks for, within `timeout` (TCP connect, TLS handshake and
 /// WebSocket upgrade together). `options` must have been prepared for a URI of the same
 /// scheme. Cancel-safe: dropping the future drops the half-open connection.
 ///
 /// # Errors
-/// [`ClientError::Io`] when the TCP connect fails, [`ClientError::Tls`], [`ClientError::WebSocket`],
-/// or [`ClientError::ConnectTimeout`].
+/// [`ClientError::Io`] when the TCP connect fails or the network breaks the TLS handshake,
+/// [`ClientError::Tls`] when TLS refuses the connection (a final error: see
+/// [`ClientError::Tls`]), [`ClientError::WebSocket`], or [`ClientError::ConnectTimeout`].
 pub async fn open(
     uri: &BrokerUri,
     options: &TransportOptions,
@@ -83,11 +92,13 @@ pub async fn open(
         };
         let stream: BoxTransport = match (uri.scheme, tls) {
             (Scheme::Mqtt, _) => Box::new(tcp),
-            (Scheme::Ws, _) => Box::new(ws::connect(tcp, &uri.ws_url, &options.headers).await?),
+            (Scheme::Ws, _) => {
+                Box::new(ws::connect(tcp, &uri.host, &uri.ws_url, &options.headers).await?)
+            }
             (Scheme::Mqtts, Some(tls)) => Box::new(tls.connect(tcp, &uri.host).await?),
             (Scheme::Wss, Some(tls)) => {
                 let tls = tls.connect(tcp, &uri.host).await?;
-                Box::new(ws::connect(tls, &uri.ws_url, &options.headers).await?)
+                Box::new(ws::connect(tls, &uri.host, &uri.ws_url, &options.headers).await?)
             }
             (Scheme::Mqtts | Scheme::Wss, None) => {
                 return Err(ClientError::Tls(

@@ -9,16 +9,15 @@
 //! the key and the file; a failed handshake says what the server presented and why it was
 //! refused.
 
-use std::fs;
 use std::path::Path;
 use std::sync::Arc;
 
+use amqtt_tls::CaSources;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::{CertificateError, ClientConfig as TlsConfig, DigitallySignedStruct, RootCertStore};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
@@ -55,33 +54,28 @@ impl Tls {
         let builder = TlsConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|e| ClientError::Tls(e.to_string()))?;
-        let builder = if !verify_cert {
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider)))
+        let builder = if verify_cert && check_hostname {
+            builder.with_root_certificates(Arc::new(roots(connection)?))
         } else {
-            let roots = Arc::new(roots(connection)?);
-            if check_hostname {
-                builder.with_root_certificates(roots)
-            } else {
-                let inner = WebPkiServerVerifier::builder_with_provider(roots, provider)
+            let chain = if verify_cert {
+                let roots = Arc::new(roots(connection)?);
+                let chain = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
                     .build()
                     .map_err(|e| ClientError::Tls(e.to_string()))?;
-                builder
-                    .dangerous()
-                    .with_custom_certificate_verifier(Arc::new(IgnoreHostname(inner)))
-            }
+                Some(chain)
+            } else {
+                None
+            };
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(Relaxed { chain, provider }))
         };
         let config = match (&connection.certfile, &connection.keyfile) {
             (Some(certfile), Some(keyfile)) => {
-                let certs = read_certs(Path::new(certfile))
-                    .map_err(|m| invalid("connection.certfile", m))?;
-                let key = PrivateKeyDer::from_pem_file(keyfile).map_err(|e| {
-                    invalid(
-                        "connection.keyfile",
-                        format!("no PEM private key in {keyfile}: {e}"),
-                    )
-                })?;
+                let certs = amqtt_tls::read_certs(Path::new(certfile))
+                    .map_err(|e| invalid("connection.certfile", e.to_string()))?;
+                let key = amqtt_tls::read_private_key(Path::new(keyfile))
+                    .map_err(|e| invalid("connection.keyfile", e.to_string()))?;
                 builder.with_client_auth_cert(certs, key).map_err(|e| {
                     invalid(
                         "connection.keyfile",
@@ -108,91 +102,96 @@ impl Tls {
         let name = ServerName::try_from(host.to_owned()).map_err(|e| {
             ClientError::Tls(format!("'{host}' is not a valid server name for TLS: {e}"))
         })?;
-        self.connector
-            .connect(name, stream)
-            .await
-            .map_err(|e| ClientError::Tls(explain(host, &e)))
+        self.connector.connect(name, stream).await.map_err(|e| {
+            rejection(host, &e).unwrap_or_else(|| {
+                // The network broke the handshake (reset, end of stream): worth another try.
+                ClientError::Io(Arc::new(std::io::Error::new(
+                    e.kind(),
+                    format!("TLS handshake with {host} failed: {e}"),
+                )))
+            })
+        })
     }
+}
+
+/// The final [`ClientError::Tls`] for an error (of the connection to `host`) that says the TLS handshake was refused for
+/// good, or `None` for anything else (such as the network breaking it).
+///
+/// Retrying cannot mend a certificate the client does not trust, a host name the certificate
+/// does not list, a client certificate the broker rejects, or two sides without a common
+/// protocol version or cipher suite, so the driver gives up on these at once. Looks through
+/// the error's sources: with TLS 1.3 the broker's rejection of a client certificate arrives
+/// only after the handshake, on the first read (and, over `wss://`, inside the WebSocket
+/// upgrade's error).
+pub(crate) fn rejection(
+    host: &str,
+    error: &(dyn std::error::Error + 'static),
+) -> Option<ClientError> {
+    let cause = rustls_cause(error)?;
+    is_final(cause).then(|| ClientError::Tls(explain(host, cause, error)))
+}
+
+/// Whether retrying the handshake cannot change the outcome of `error`.
+fn is_final(error: &rustls::Error) -> bool {
+    use rustls::AlertDescription as Alert;
+    match error {
+        rustls::Error::InvalidCertificate(_)
+        | rustls::Error::InvalidCertRevocationList(_)
+        | rustls::Error::NoCertificatesPresented
+        | rustls::Error::PeerIncompatible(_) => true,
+        rustls::Error::AlertReceived(alert) => matches!(
+            alert,
+            Alert::BadCertificate
+                | Alert::UnsupportedCertificate
+                | Alert::CertificateRevoked
+                | Alert::CertificateExpired
+                | Alert::CertificateUnknown
+                | Alert::CertificateRequired
+                | Alert::UnknownCA
+                | Alert::AccessDenied
+                | Alert::HandshakeFailure
+                | Alert::ProtocolVersion
+                | Alert::InsufficientSecurity
+        ),
+        _ => false,
+    }
+}
+
+/// The rustls error behind `error`, looking inside IO errors (whose `source` skips the error
+/// they wrap) and along the `source` chain.
+fn rustls_cause<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(cause) = e.downcast_ref::<rustls::Error>() {
+            return Some(cause);
+        }
+        current = match e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
+    }
+    None
 }
 
 /// The trust anchors: the configured CAs, or webpki-roots when none is configured.
 fn roots(connection: &ConnectionConfig) -> Result<RootCertStore, ClientError> {
-    let mut roots = RootCertStore::empty();
-    let mut configured = false;
-    if let Some(cafile) = &connection.cafile {
-        let certs = read_certs(Path::new(cafile)).map_err(|m| invalid("connection.cafile", m))?;
-        add(&mut roots, certs, "connection.cafile", cafile)?;
-        configured = true;
-    }
-    if let Some(capath) = &connection.capath {
-        let certs =
-            read_cert_dir(Path::new(capath)).map_err(|m| invalid("connection.capath", m))?;
-        add(&mut roots, certs, "connection.capath", capath)?;
-        configured = true;
-    }
-    if let Some(cadata) = &connection.cadata {
-        let certs = CertificateDer::pem_slice_iter(cadata.as_bytes())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| invalid("connection.cadata", format!("bad PEM: {e}")))?;
-        if certs.is_empty() {
-            return Err(invalid(
-                "connection.cadata",
-                "no PEM certificate in the text",
-            ));
-        }
-        add(&mut roots, certs, "connection.cadata", "cadata")?;
-        configured = true;
-    }
-    if !configured {
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    }
-    Ok(roots)
-}
-
-fn add(
-    roots: &mut RootCertStore,
-    certs: Vec<CertificateDer<'static>>,
-    key: &str,
-    origin: &str,
-) -> Result<(), ClientError> {
-    for cert in certs {
-        roots
-            .add(cert)
-            .map_err(|e| invalid(key, format!("bad CA certificate in {origin}: {e}")))?;
-    }
-    Ok(())
-}
-
-/// Every PEM certificate in `file`; none at all is an error.
-fn read_certs(file: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs = CertificateDer::pem_file_iter(file)
-        .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("cannot read certificates from {}: {e}", file.display()))?;
-    if certs.is_empty() {
-        return Err(format!("no PEM certificate in {}", file.display()));
-    }
-    Ok(certs)
-}
-
-/// Every PEM certificate in the regular files of `dir` (files without any are skipped).
-fn read_cert_dir(dir: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let entries =
-        fs::read_dir(dir).map_err(|e| format!("cannot read directory {}: {e}", dir.display()))?;
-    let mut certs = Vec::new();
-    for entry in entries {
-        let file = entry
-            .map_err(|e| format!("cannot read directory {}: {e}", dir.display()))?
-            .path();
-        if file.is_file() {
-            if let Ok(found) = read_certs(&file) {
-                certs.extend(found);
-            }
-        }
-    }
-    if certs.is_empty() {
-        return Err(format!("no PEM certificate in directory {}", dir.display()));
-    }
-    Ok(certs)
+    let sources = CaSources {
+        cafile: connection.cafile.as_deref().map(Path::new),
+        capath: connection.capath.as_deref().map(Path::new),
+        cadata: connection.cadata.as_deref(),
+    };
+    let configured = sources.roots().map_err(|e| {
+        invalid(
+            &format!("connection.{}", e.key.as_str()),
+            e.error.to_string(),
+        )
+    })?;
+    Ok(configured.unwrap_or_else(|| {
+        RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned())
+    }))
 }
 
 fn invalid(key: &str, message: impl Into<String>) -> ClientError {
@@ -202,30 +201,38 @@ fn invalid(key: &str, message: impl Into<String>) -> ClientError {
     })
 }
 
-/// A handshake error with a hint at the usual cause.
-fn explain(host: &str, e: &std::io::Error) -> String {
-    let rustls_error = e
-        .get_ref()
-        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
-    let hint = match rustls_error {
-        Some(rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)) => {
+/// The message of a refused handshake, with a hint at the usual cause.
+fn explain(host: &str, cause: &rustls::Error, error: &dyn std::fmt::Display) -> String {
+    use rustls::AlertDescription as Alert;
+    let hint = match cause {
+        rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer) => {
             " (the server's certificate is not signed by a trusted CA: give its CA with cafile, \
              capath or cadata)"
         }
-        Some(rustls::Error::InvalidCertificate(
+        rustls::Error::InvalidCertificate(
             CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-        )) => " (the certificate does not name this host: connect with a name it lists)",
-        Some(rustls::Error::InvalidCertificate(_)) => "",
+        ) => " (the certificate does not name this host: connect with a name it lists)",
+        rustls::Error::AlertReceived(Alert::CertificateRequired) => {
+            " (the broker wants a client certificate: give certfile and keyfile)"
+        }
+        rustls::Error::AlertReceived(
+            Alert::BadCertificate | Alert::UnknownCA | Alert::CertificateUnknown,
+        ) => " (the broker rejected the client certificate)",
         _ => "",
     };
-    format!("TLS handshake with {host} failed: {e}{hint}")
+    format!("TLS handshake with {host} failed: {error}{hint}")
 }
 
-/// `check_hostname: false`: the chain is verified, the name is not.
+/// The verifier of `check_hostname: false` (`chain` given: the chain is verified, the name is
+/// not) and of `verify_cert: false` (no `chain`: any certificate is accepted). The handshake
+/// signatures are checked either way, so the peer holds the key of the certificate it shows.
 #[derive(Debug)]
-struct IgnoreHostname(Arc<WebPkiServerVerifier>);
+struct Relaxed {
+    chain: Option<Arc<WebPkiServerVerifier>>,
+    provider: Arc<CryptoProvider>,
+}
 
-impl ServerCertVerifier for IgnoreHostname {
+impl ServerCertVerifier for Relaxed {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -234,10 +241,10 @@ impl ServerCertVerifier for IgnoreHostname {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-        {
+        let Some(chain) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) => Ok(ServerCertVerified::assertion()),
@@ -251,51 +258,11 @@ impl ServerCertVerifier for IgnoreHostname {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.supported_verify_schemes()
-    }
-}
-
-/// `verify_cert: false`: any certificate is accepted (the handshake signatures are still
-/// checked, so the peer holds the key of the certificate it shows).
-#[derive(Debug)]
-struct AcceptAnyCert(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AcceptAnyCert {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         verify_tls12_signature(
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
@@ -309,11 +276,13 @@ impl ServerCertVerifier for AcceptAnyCert {
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }

@@ -11,14 +11,16 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
 
+use super::tls;
 use crate::error::ClientError;
 
 /// The subprotocol offered ([MQTT-6.0.0-3]).
 const SUBPROTOCOL: &str = "mqtt";
 
-/// Runs the client side of the WebSocket upgrade for `url` over `stream`.
+/// Runs the client side of the WebSocket upgrade for `url` over `stream` (to `host`).
 pub(crate) async fn connect<S>(
     stream: S,
+    host: &str,
     url: &str,
     headers: &[(String, String)],
 ) -> Result<WsStream<S>, ClientError>
@@ -43,6 +45,10 @@ where
     }
     let (ws, _response) = tokio_tungstenite::client_async(request, stream)
         .await
-        .map_err(|e| ClientError::WebSocket(format!("upgrade to {url} failed: {e}")))?;
+        .map_err(|e| {
+            // Over TLS 1.3 the broker refuses a client certificate only now, in the upgrade.
+            tls::rejection(host, &e)
+                .unwrap_or_else(|| ClientError::WebSocket(format!("upgrade to {url} failed: {e}")))
+        })?;
     Ok(WsStream::new(ws))
 }

@@ -17,7 +17,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use amqtt_cli::connect::{parse_qos, parse_secs, ConnectArgs};
-use amqtt_cli::{init_logging, interrupted, report, CliError};
+use amqtt_cli::{init_logging, interrupted, run_to_exit, CliError};
 use amqtt_client::{MQTTClient, PublishToken, QoS};
 use bytes::Bytes;
 use clap::{ArgAction, Parser};
@@ -85,17 +85,7 @@ enum Source {
 fn main() -> ExitCode {
     let args = Args::parse();
     init_logging(args.connect.debug, args.connect.quiet);
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            return report(
-                "amqtt_pub",
-                Err(CliError::failure(format!("cannot start: {e}"))),
-            )
-        }
-    };
-    let result = runtime.block_on(run(args));
-    report("amqtt_pub", result)
+    run_to_exit("amqtt_pub", run(args))
 }
 
 async fn run(args: Args) -> Result<(), CliError> {

@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime};
 
 use amqtt_cli::connect::{parse_qos, ConnectArgs};
 use amqtt_cli::format::Format;
-use amqtt_cli::{init_logging, interrupted, report, CliError, EXIT_TIMEOUT};
+use amqtt_cli::{init_logging, interrupted, run_to_exit, CliError, EXIT_TIMEOUT};
 use amqtt_client::{ApplicationMessage, MQTTClient, QoS, SubAckReturnCode, TopicFilter, TopicName};
 use clap::{ArgAction, Parser};
 use futures_util::StreamExt;
@@ -109,17 +109,7 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     init_logging(args.connect.debug, args.connect.quiet);
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            return report(
-                "amqtt_sub",
-                Err(CliError::failure(format!("cannot start: {e}"))),
-            )
-        }
-    };
-    let result = runtime.block_on(run(args));
-    report("amqtt_sub", result)
+    run_to_exit("amqtt_sub", run(args))
 }
 
 async fn run(args: Args) -> Result<(), CliError> {

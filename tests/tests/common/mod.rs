@@ -13,6 +13,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use amqtt_broker::{Broker, BrokerConfig};
+use amqtt_client::{MQTTClient, QoS};
 use pki::Pki;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -202,4 +203,21 @@ pub async fn start_sub(
     .await;
     tokio::spawn(async move { while let Ok(Some(_)) = stderr.next_line().await {} });
     (peer, stdout)
+}
+
+/// Publishes `payload` to `topic` at QoS 1 with `client` (subscribed to it) and checks that it
+/// comes back: same topic, payload and QoS.
+pub async fn echo(client: &MQTTClient, topic: &str, payload: &str) {
+    within(
+        "publish",
+        client.publish(topic, payload.to_owned(), QoS::AtLeastOnce, false),
+    )
+    .await
+    .unwrap();
+    let message = within("message", client.deliver_message(None))
+        .await
+        .unwrap();
+    assert_eq!(message.topic.as_str(), topic);
+    assert_eq!(&message.payload[..], payload.as_bytes());
+    assert_eq!(message.qos, QoS::AtLeastOnce);
 }

@@ -98,9 +98,10 @@ pub(crate) struct PublishFlags {
     /// Stop each publisher after this many messages (the run also stops at `--duration`).
     #[arg(short = 'n', long)]
     pub(crate) count: Option<u64>,
-    /// After publishing: how long to wait at most for outstanding acknowledgements and for the
-    /// last messages to arrive.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    /// After publishing: the longest to wait for outstanding acknowledgements and for the last
+    /// messages to arrive (`pubsub` subscribers stop earlier, after `--quiet` without a new
+    /// message; a backlog a broker left in TCP buffers still arrives and is counted).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub(crate) drain: Duration,
 }
 
@@ -154,7 +155,10 @@ pub(crate) struct PubSubArgs {
     /// Subscription QoS (default: the publishing QoS).
     #[arg(long, value_parser = clap::value_parser!(u8).range(0..=2))]
     pub(crate) sub_qos: Option<u8>,
-    /// Once publishing has ended, subscribers stop after this long without a new message.
+    /// Once publishing has ended, subscribers stop after this long without a new message (or
+    /// when everything sent arrived, or at `--drain`). The receive rate is the messages
+    /// received over the time from the start of publishing to the last message received, the
+    /// same for every broker.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub(crate) quiet: Duration,
 }

@@ -91,7 +91,8 @@ pub(crate) struct ReceiveReport {
     pub(crate) out_of_order: u64,
     /// Messages without a benchmark stamp.
     pub(crate) foreign: u64,
-    /// Seconds from the start of publishing (or the first message) to the last message.
+    /// Seconds from the start of publishing (`pubsub`; `sub`: from the first message) to the
+    /// last message received, drain included: the time messages actually flowed.
     pub(crate) duration_s: f64,
     /// Messages received per second over `duration_s`.
     pub(crate) rate: f64,
