@@ -1020,6 +1020,20 @@ plugins:
     }
 
     #[test]
+    fn a_deprecated_section_that_is_not_a_mapping_is_an_error_naming_it() {
+        for key in ["auth", "topic-check"] {
+            let err = BrokerConfig::from_yaml_str(&format!("{key}: [1]\n")).unwrap_err();
+            let text = err.to_string();
+            assert!(
+                text.contains(&format!("a mapping (deprecated `{key}:` section)")),
+                "{text}"
+            );
+        }
+        // Empty sections are allowed, as before.
+        assert!(BrokerConfig::from_yaml_str("auth:\ntopic-check:\n").is_ok());
+    }
+
+    #[test]
     fn empty_document_is_amqtt_default_on_all_interfaces() {
         let c = BrokerConfig::from_yaml_str("").unwrap();
         assert_eq!(
