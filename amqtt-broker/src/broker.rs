@@ -96,7 +96,7 @@ struct State {
 /// State shared by the broker handle and every connection task.
 pub(crate) struct Shared {
     pub(crate) config: BrokerConfig,
-    pub(crate) server_config: ServerConfig,
+    pub(crate) server_config: Arc<ServerConfig>,
     pub(crate) session_limits: SessionLimits,
     pub(crate) router: Router,
     pub(crate) registry: Registry,
@@ -185,7 +185,7 @@ impl Broker {
         }
         let shared = Shared {
             config,
-            server_config,
+            server_config: Arc::new(server_config),
             session_limits,
             router,
             registry: Registry::default(),

@@ -141,11 +141,9 @@ struct Conn<T> {
     end: End,
     /// The listener's connection slot (and name), given back when the connection is gone.
     slot: Slot,
-    /// The machine's packet counts already added to the broker's stats.
-    counted: PacketCounts,
     /// The in-flight counts (incoming unreleased, outgoing unacknowledged) already added to the
-    /// broker's stats.
-    inflight: (usize, usize),
+    /// broker's stats (each at most 65,535: they hold packet ids).
+    inflight: (u32, u32),
     /// The subscribers this connection waits on before reading more, if any (boxed: rare, and
     /// every connection's task stays small).
     blocked: Option<Box<Blocked>>,
@@ -196,7 +194,6 @@ pub(crate) fn serve<T: Transport>(
         attached: None,
         end: End::Open,
         slot,
-        counted: PacketCounts::default(),
         inflight: (0, 0),
         blocked: None,
         more_mail: false,
@@ -440,20 +437,26 @@ impl<T: Transport> Conn<T> {
     /// Adds what the machine counted since the last call to the broker's stats: a few integer
     /// comparisons per call, atomics only when something changed.
     fn update_stats(&mut self) {
-        let counts = self.machine.packet_counts();
-        if counts != self.counted {
+        if self.machine.packet_counts() != PacketCounts::default() {
+            let counts = self.machine.take_packet_counts();
             self.shared.stats.packets(
-                counts.received - self.counted.received,
-                counts.publish_received - self.counted.publish_received,
-                counts.sent - self.counted.sent,
-                counts.publish_sent - self.counted.publish_sent,
+                counts.received,
+                counts.publish_received,
+                counts.sent,
+                counts.publish_sent,
             );
-            self.counted = counts;
         }
         let session = self.machine.session();
-        let inflight = (session.incoming_unreleased_len(), session.inflight_len());
+        let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        let inflight = (
+            count(session.incoming_unreleased_len()),
+            count(session.inflight_len()),
+        );
         if inflight != self.inflight {
-            self.shared.stats.inflight_changed(self.inflight, inflight);
+            let widen = |(a, b): (u32, u32)| (a as usize, b as usize);
+            self.shared
+                .stats
+                .inflight_changed(widen(self.inflight), widen(inflight));
             self.inflight = inflight;
         }
     }
@@ -879,7 +882,10 @@ impl<T: Transport> Conn<T> {
         }
         self.update_stats();
         // The session's in-flight messages leave the connected clients' count.
-        self.shared.stats.inflight_changed(self.inflight, (0, 0));
+        let (incoming, outgoing) = self.inflight;
+        self.shared
+            .stats
+            .inflight_changed((incoming as usize, outgoing as usize), (0, 0));
         self.inflight = (0, 0);
         if self.end == End::Open {
             self.end = End::Abnormal("closed by the protocol state machine".into());
@@ -1017,9 +1023,10 @@ mod tests {
     fn the_connection_future_stays_small() {
         // Every connection's task holds this future (tokio adds about 100 bytes and rounds the
         // task up to 128 bytes): it is most of an idle connection's memory (issue #8). Measured
-        // 752 bytes in a debug build; each field or future kept across an await adds to it.
+        // 632 bytes in a debug build (a 768-byte task); each field or future kept across an
+        // await adds to it, and past 656 bytes every task grows by 128.
         let size = output_size(super::serve::<crate::transport::Tcp>);
-        assert!(size <= 768, "the connection future is {size} bytes");
+        assert!(size <= 656, "the connection future is {size} bytes");
     }
 
     #[test]

@@ -122,7 +122,7 @@ pub(crate) struct SubscriberState {
     pub(crate) stalled: bool,
     /// Publishers waiting for the mailbox to go under the low-water mark.
     pub(crate) waiters: Vec<Waker>,
-    pub(crate) subscriptions: HashMap<TopicFilter, QoS>,
+    pub(crate) subscriptions: Subscriptions,
     /// Clean session 0: kept (and queued for) while offline.
     pub(crate) persistent: bool,
     /// The client as last connected (for receive checks).
@@ -162,7 +162,7 @@ impl Subscriber {
                 mailbox_bytes: 0,
                 stalled: false,
                 waiters: Vec::new(),
-                subscriptions: HashMap::new(),
+                subscriptions: Subscriptions::default(),
                 persistent: false,
                 info,
                 removed: false,
@@ -351,6 +351,59 @@ impl SubscriberState {
     }
 }
 
+/// The subscriptions of one session by filter: a map allocated only once there is one, so a
+/// session without subscriptions (many idle clients only publish, or only ping) is 40 bytes
+/// smaller than with an empty `HashMap`.
+// Boxed on purpose: the box is 8 bytes in every session entry, an empty `HashMap` 48.
+#[allow(clippy::box_collection)]
+#[derive(Debug, Default)]
+pub(crate) struct Subscriptions(Option<Box<HashMap<TopicFilter, QoS>>>);
+
+impl Subscriptions {
+    /// Adds or replaces the subscription to `filter`; returns the QoS it replaced.
+    pub(crate) fn insert(&mut self, filter: TopicFilter, qos: QoS) -> Option<QoS> {
+        self.0.get_or_insert_default().insert(filter, qos)
+    }
+
+    /// Removes the subscription to `filter`; returns its QoS if there was one.
+    pub(crate) fn remove(&mut self, filter: &TopicFilter) -> Option<QoS> {
+        let map = self.0.as_mut()?;
+        let removed = map.remove(filter);
+        if map.is_empty() {
+            self.0 = None;
+        }
+        removed
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.as_ref().is_none_or(|map| map.is_empty())
+    }
+
+    /// Removes and returns every subscription.
+    pub(crate) fn drain(&mut self) -> impl Iterator<Item = (TopicFilter, QoS)> {
+        self.0.take().into_iter().flat_map(|map| map.into_iter())
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&TopicFilter, &QoS)> {
+        self.0.iter().flat_map(|map| map.iter())
+    }
+}
+
+impl<'a> IntoIterator for &'a Subscriptions {
+    type Item = (&'a TopicFilter, &'a QoS);
+    type IntoIter = std::iter::FlatMap<
+        std::option::Iter<'a, Box<HashMap<TopicFilter, QoS>>>,
+        std::collections::hash_map::Iter<'a, TopicFilter, QoS>,
+        fn(
+            &'a Box<HashMap<TopicFilter, QoS>>,
+        ) -> std::collections::hash_map::Iter<'a, TopicFilter, QoS>,
+    >;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter().flat_map(|map| map.iter())
+    }
+}
+
 /// "The mailbox has messages": a flag and a waker, so a waiting connection task stores no
 /// future for it (a `Notify` waiter would add to every idle connection's task).
 #[derive(Debug, Default)]
@@ -440,5 +493,39 @@ impl Registry {
         for sub in self.entries.lock().values() {
             f(sub);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mqtt_codec::{QoS, TopicFilter};
+
+    use super::Subscriptions;
+
+    fn filter(f: &str) -> TopicFilter {
+        TopicFilter::new(f).unwrap()
+    }
+
+    #[test]
+    fn subscriptions_allocate_only_while_there_are_some() {
+        let mut subs = Subscriptions::default();
+        assert!(subs.is_empty() && subs.0.is_none());
+        assert_eq!(subs.insert(filter("a/#"), QoS::AtMostOnce), None);
+        assert_eq!(
+            subs.insert(filter("a/#"), QoS::AtLeastOnce),
+            Some(QoS::AtMostOnce)
+        );
+        assert_eq!(subs.insert(filter("b"), QoS::ExactlyOnce), None);
+        assert_eq!((&subs).into_iter().count(), 2);
+        assert_eq!(subs.remove(&filter("a/#")), Some(QoS::AtLeastOnce));
+        assert_eq!(subs.remove(&filter("a/#")), None);
+        assert_eq!(subs.remove(&filter("b")), Some(QoS::ExactlyOnce));
+        assert!(subs.is_empty() && subs.0.is_none());
+        subs.insert(filter("c"), QoS::AtMostOnce);
+        assert_eq!(
+            subs.drain().collect::<Vec<_>>(),
+            vec![(filter("c"), QoS::AtMostOnce)]
+        );
+        assert!(subs.0.is_none());
     }
 }

@@ -51,6 +51,7 @@
 //! ```
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -151,15 +152,15 @@ pub enum CloseReason {
 /// The broker's side of one connection. See the module docs for how to drive it.
 #[derive(Debug)]
 pub struct ServerConnection {
-    config: ServerConfig,
+    /// Shared by every connection of a broker (a broker holds many idle connections).
+    config: Arc<ServerConfig>,
     decoder: Decoder,
     state: State,
     flows: Flows,
     events: VecDeque<ServerEvent>,
-    /// Packets that arrived after CONNECT, before the broker's decision ([MQTT-3.1.4-5]).
-    held: VecDeque<Packet>,
-    /// Encoded size of `held`.
-    held_bytes: usize,
+    /// Packets that arrived after CONNECT, before the broker's decision ([MQTT-3.1.4-5]);
+    /// boxed, and only while there are some: every connection is smaller by it.
+    held: Option<Box<Held>>,
     /// When the connection was opened (connect timeout) or, after CONNECT, when the last packet
     /// arrived (keep-alive).
     last_received: Instant,
@@ -169,6 +170,13 @@ pub struct ServerConnection {
     counts: PacketCounts,
     /// Whether packets are reported as [`ServerEvent::PacketReceived`] / [`ServerEvent::PacketSent`].
     trace: bool,
+}
+
+/// Packets held before the broker's decision on CONNECT, with their encoded size.
+#[derive(Debug, Default)]
+struct Held {
+    packets: VecDeque<Packet>,
+    bytes: usize,
 }
 
 /// Where a [`ServerConnection`] is in its life.
@@ -185,16 +193,17 @@ enum State {
 }
 
 impl ServerConnection {
-    /// A connection that has just been accepted at `now`; it waits for CONNECT.
-    pub fn new(config: ServerConfig, now: Instant) -> ServerConnection {
+    /// A connection that has just been accepted at `now`; it waits for CONNECT. A broker passes
+    /// one `Arc<ServerConfig>` to all its connections; a `ServerConfig` is accepted too.
+    pub fn new(config: impl Into<Arc<ServerConfig>>, now: Instant) -> ServerConnection {
+        let config = config.into();
         ServerConnection {
             decoder: Decoder::new(config.max_connect_packet_size),
             config,
             state: State::AwaitingConnect,
             flows: Flows::default(),
             events: VecDeque::new(),
-            held: VecDeque::new(),
-            held_bytes: 0,
+            held: None,
             last_received: now,
             keep_alive_window: None,
             counts: PacketCounts::default(),
@@ -221,7 +230,7 @@ impl ServerConnection {
             match self.state {
                 State::Closed => return Ok(()),
                 State::AwaitingDecision
-                    if self.held_bytes >= self.config.max_connect_packet_size =>
+                    if self.held_bytes() >= self.config.max_connect_packet_size =>
                 {
                     return Ok(())
                 }
@@ -244,8 +253,9 @@ impl ServerConnection {
                     .push_back(ServerEvent::PacketReceived(packet.clone()));
             }
             if self.state == State::AwaitingDecision {
-                self.held_bytes += before - buf.len();
-                self.held.push_back(packet);
+                let held = self.held.get_or_insert_with(Box::default);
+                held.bytes += before - buf.len();
+                held.packets.push_back(packet);
                 continue;
             }
             self.handle_packet(packet)?;
@@ -292,8 +302,11 @@ impl ServerConnection {
             return_code: ConnectReturnCode::Accepted,
         }));
         self.flows.resume();
-        let held = std::mem::take(&mut self.held);
-        self.held_bytes = 0;
+        let held = self
+            .held
+            .take()
+            .map(|held| held.packets)
+            .unwrap_or_default();
         for packet in held {
             if self.state != State::Connected || self.handle_packet(packet).is_err() {
                 break;
@@ -406,9 +419,16 @@ impl ServerConnection {
         out.len() > before
     }
 
-    /// How many packets this connection decoded and encoded so far.
+    /// How many packets this connection decoded and encoded so far (since the last
+    /// [`ServerConnection::take_packet_counts`], if any).
     pub fn packet_counts(&self) -> PacketCounts {
         self.counts
+    }
+
+    /// The packet counts since the last call (or since the start), resetting them: a driver
+    /// adding them to its metrics keeps no copy of its own.
+    pub fn take_packet_counts(&mut self) -> PacketCounts {
+        std::mem::take(&mut self.counts)
     }
 
     /// The next event for the broker, if any.
@@ -447,7 +467,7 @@ impl ServerConnection {
     pub fn wants_read(&self) -> bool {
         match self.state {
             State::AwaitingConnect | State::Connected => true,
-            State::AwaitingDecision => self.held_bytes < self.config.max_connect_packet_size,
+            State::AwaitingDecision => self.held_bytes() < self.config.max_connect_packet_size,
             State::Closed => false,
         }
     }
@@ -593,8 +613,12 @@ impl ServerConnection {
 
     fn shut(&mut self) {
         self.state = State::Closed;
-        self.held = VecDeque::new();
-        self.held_bytes = 0;
+        self.held = None;
+    }
+
+    /// Encoded size of the packets held before the decision on CONNECT.
+    fn held_bytes(&self) -> usize {
+        self.held.as_ref().map_or(0, |held| held.bytes)
     }
 }
 
@@ -676,7 +700,7 @@ mod tests {
         assert_eq!(drain(&mut conn), 0);
         assert_eq!(conn.events.capacity(), 0);
         assert_eq!(conn.flows.tx_capacity(), 0);
-        assert_eq!(conn.held.capacity(), 0);
+        assert!(conn.held.is_none());
         assert!(conn.session().is_empty());
     }
 
@@ -738,7 +762,7 @@ mod tests {
         let mut buf = bytes_of(&[connect("c"), publish(1), publish(2), publish(3), publish(4)]);
         conn.handle_read(now, &mut buf).expect("valid");
         // Each PUBLISH is 17 bytes: three are held (51 >= 40), the fourth stays in the buffer.
-        assert_eq!(conn.held.len(), 3);
+        assert_eq!(conn.held.as_ref().map(|held| held.packets.len()), Some(3));
         assert_eq!(buf.len(), 17);
         assert!(!conn.wants_read());
         let _ = conn.poll_event();
@@ -878,15 +902,15 @@ mod tests {
         let events = traced(&mut conn);
         assert_eq!(events, vec![ServerEvent::Publish(qos1_publish(1))]);
         // CONNECT, PUBLISH, PINGREQ in; CONNACK, PUBACK, PINGRESP, PUBLISH out.
-        assert_eq!(
-            conn.packet_counts(),
-            PacketCounts {
-                received: 3,
-                publish_received: 1,
-                sent: 4,
-                publish_sent: 1,
-            }
-        );
+        let counts = PacketCounts {
+            received: 3,
+            publish_received: 1,
+            sent: 4,
+            publish_sent: 1,
+        };
+        assert_eq!(conn.packet_counts(), counts);
+        assert_eq!(conn.take_packet_counts(), counts);
+        assert_eq!(conn.packet_counts(), PacketCounts::default());
     }
 
     #[test]
