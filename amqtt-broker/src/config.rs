@@ -747,19 +747,28 @@ fn plugin_entry(name: &Value, cfg: &Value, path: &str) -> Result<PluginEntry, Co
     })
 }
 
+/// The deprecated section `name` at `path`: `None` when it is empty, an error when it is not
+/// a mapping.
+fn legacy_section<'a>(
+    v: &'a Value,
+    path: &str,
+    name: &str,
+) -> Result<Option<Section<'a>>, ConfigError> {
+    match v {
+        Value::Null => Ok(None),
+        Value::Mapping(m) => Section::new(m, path).map(Some),
+        other => Err(expected(
+            path,
+            &format!("a mapping (deprecated `{name}:` section)"),
+            other,
+        )),
+    }
+}
+
 fn parse_legacy_auth(v: &Value, path: &str) -> Result<Option<Mapping>, ConfigError> {
-    let m = match v {
-        Value::Null => return Ok(None),
-        Value::Mapping(m) => m,
-        other => {
-            return Err(expected(
-                path,
-                "a mapping (deprecated `auth:` section)",
-                other,
-            ))
-        }
+    let Some(mut map) = legacy_section(v, path, "auth")? else {
+        return Ok(None);
     };
-    let mut map = Section::new(m, path)?;
     let mut out = Mapping::new();
     if let Some((v, p)) = map.take("plugins") {
         out.insert("plugins".into(), legacy_plugin_list(v, &p)?);
@@ -781,18 +790,9 @@ fn parse_legacy_auth(v: &Value, path: &str) -> Result<Option<Mapping>, ConfigErr
 }
 
 fn parse_legacy_topic_check(v: &Value, path: &str) -> Result<Option<Mapping>, ConfigError> {
-    let m = match v {
-        Value::Null => return Ok(None),
-        Value::Mapping(m) => m,
-        other => {
-            return Err(expected(
-                path,
-                "a mapping (deprecated `topic-check:` section)",
-                other,
-            ))
-        }
+    let Some(mut map) = legacy_section(v, path, "topic-check")? else {
+        return Ok(None);
     };
-    let mut map = Section::new(m, path)?;
     let mut out = Mapping::new();
     if let Some((v, p)) = map.take("enabled") {
         out.insert("enabled".into(), Value::Bool(boolean(v, &p)?));
@@ -1017,6 +1017,20 @@ plugins:
             c.default_listener().unwrap().bind_host_port(),
             Some(("0.0.0.0".into(), 1883))
         );
+    }
+
+    #[test]
+    fn a_deprecated_section_that_is_not_a_mapping_is_an_error_naming_it() {
+        for key in ["auth", "topic-check"] {
+            let err = BrokerConfig::from_yaml_str(&format!("{key}: [1]\n")).unwrap_err();
+            let text = err.to_string();
+            assert!(
+                text.contains(&format!("a mapping (deprecated `{key}:` section)")),
+                "{text}"
+            );
+        }
+        // Empty sections are allowed, as before.
+        assert!(BrokerConfig::from_yaml_str("auth:\ntopic-check:\n").is_ok());
     }
 
     #[test]

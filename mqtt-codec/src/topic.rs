@@ -6,7 +6,6 @@
 //! [MQTT-4.7.2-1]: a filter that starts with a wildcard does not match a topic that starts
 //! with `$`. Matching is iterative, so no input can exhaust the stack.
 
-use arrayvec::ArrayString;
 use bytestring::ByteString;
 
 use crate::error::DecodeError;
@@ -44,17 +43,29 @@ impl TopicName {
     }
 
     /// Copies a short string the caller has already checked against every rule of
-    /// [`TopicName::new`]; `None` if it is longer than [`INLINE_TOPIC_LEN`].
+    /// [`TopicName::new`]; `None` if it is longer than [`INLINE_TOPIC_LEN`]. `window` is the
+    /// read buffer from the start of `name` on: when it is long enough, the copy is one
+    /// fixed-size block (see [`InlineStr::from_window`]).
     #[inline]
-    pub(crate) fn inline_from_checked(name: &str) -> Option<TopicName> {
+    pub(crate) fn inline_from_checked(name: &str, window: &[u8]) -> Option<TopicName> {
         debug_assert_eq!(validate_name(name), Ok(()));
-        TopicStr::inline(name).map(TopicName)
+        InlineStr::from_window(name, window).map(|inline| TopicName(TopicStr::Inline(inline)))
     }
 
     /// The topic as a string slice.
     #[inline]
     pub fn as_str(&self) -> &str {
         self.0.as_str()
+    }
+
+    /// For encoders: the block the topic is stored in when it is stored inline. Its first
+    /// `as_str().len()` bytes are the topic; the rest are meaningless and must not be sent.
+    #[inline]
+    pub(crate) fn inline_block(&self) -> Option<&[u8; INLINE_TOPIC_LEN]> {
+        match &self.0 {
+            TopicStr::Inline(inline) => Some(&inline.bytes),
+            TopicStr::Shared(_) => None,
+        }
     }
 
     /// Whether the topic starts with `$` (such topics are not matched by leading wildcards).
@@ -135,21 +146,43 @@ impl TopicFilter {
         Ok(TopicFilter(TopicStr::from_byte_string(filter)))
     }
 
-    /// Reads a `u16`-prefixed topic filter from a packet body, checking [MQTT-1.5.3-1],
-    /// [MQTT-1.5.3-2] and every filter rule. Filters are copied out of the read buffer: short
-    /// ones inline, longer ones (rare, and SUBSCRIBE is not the hot path) into their own bytes.
+    /// A stand-in for a filter that [`TopicFilter::decode_in_place`] is about to overwrite:
+    /// the empty string, which is not a valid filter, so it must never be handed out.
     #[inline]
-    pub(crate) fn decode(body: &mut Cursor<'_>) -> Result<TopicFilter, DecodeError> {
+    pub(crate) fn placeholder() -> TopicFilter {
+        TopicFilter(TopicStr::Inline(InlineStr {
+            len: 0,
+            bytes: [0; INLINE_TOPIC_LEN],
+        }))
+    }
+
+    /// Reads a `u16`-prefixed topic filter from a packet body into `slot`, checking
+    /// [MQTT-1.5.3-1], [MQTT-1.5.3-2] and every filter rule. Filters are copied out of the read
+    /// buffer: short ones inline, longer ones (rare, and SUBSCRIBE is not the hot path) into
+    /// their own bytes. On error `slot` is unchanged.
+    ///
+    /// Writing in place, into a list that was allocated once, spares copying each filter
+    /// through the stack: a copy of a string of any length, read back as a whole right away,
+    /// waits for the copy's writes to reach the cache.
+    #[inline]
+    pub(crate) fn decode_in_place(
+        body: &mut Cursor<'_>,
+        slot: &mut TopicFilter,
+    ) -> Result<(), DecodeError> {
         let raw = TopicBytes::scan(body.binary()?);
         let filter = raw.to_str()?;
         validate_len(filter)?;
         if raw.has_special() {
-            check_filter_levels(filter.as_bytes())?;
+            check_filter_wildcards(&raw, filter.as_bytes())?;
         }
-        Ok(TopicFilter(match TopicStr::inline(filter) {
-            Some(inline) => inline,
-            None => TopicStr::Shared(ByteString::from(filter.to_owned())),
-        }))
+        let stored = match &mut slot.0 {
+            TopicStr::Inline(inline) => inline.set(filter),
+            TopicStr::Shared(_) => false,
+        };
+        if !stored {
+            slot.0 = TopicStr::from_byte_string(ByteString::from(filter.to_owned()));
+        }
+        Ok(())
     }
 
     /// The filter as a string slice.
@@ -268,27 +301,79 @@ impl<'de> serde::Deserialize<'de> for TopicFilter {
 /// ordering and hashing are the string's, whichever the storage.
 #[derive(Clone)]
 enum TopicStr {
-    Inline(ArrayString<INLINE_TOPIC_LEN>),
+    Inline(InlineStr),
     Shared(ByteString),
 }
 
 impl TopicStr {
     #[inline]
-    fn inline(s: &str) -> Option<TopicStr> {
-        ArrayString::from(s).ok().map(TopicStr::Inline)
-    }
-
-    #[inline]
     fn from_byte_string(s: ByteString) -> TopicStr {
-        TopicStr::inline(&s).unwrap_or(TopicStr::Shared(s))
+        match InlineStr::from_window(&s, &[]) {
+            Some(inline) => TopicStr::Inline(inline),
+            None => TopicStr::Shared(s),
+        }
     }
 
     #[inline]
     fn as_str(&self) -> &str {
         match self {
-            TopicStr::Inline(inline) => inline,
+            TopicStr::Inline(inline) => inline.as_str(),
             TopicStr::Shared(shared) => shared,
         }
+    }
+}
+
+/// A string of at most [`INLINE_TOPIC_LEN`] bytes stored in place.
+///
+/// Invariant: `bytes[..len]` is a valid UTF-8 string. The bytes after `len` are meaningless
+/// (they may be whatever followed the string in the read buffer) and never read as text.
+#[derive(Clone, Copy)]
+struct InlineStr {
+    len: u8,
+    bytes: [u8; INLINE_TOPIC_LEN],
+}
+
+impl InlineStr {
+    /// Copies `s` if it fits. `window` may be the buffer that `s` was borrowed from, starting
+    /// where `s` starts: when it holds at least [`INLINE_TOPIC_LEN`] bytes, the copy is one
+    /// fixed-size block instead of a call to copy `s.len()` bytes.
+    #[inline]
+    fn from_window(s: &str, window: &[u8]) -> Option<InlineStr> {
+        let len = u8::try_from(s.len())
+            .ok()
+            .filter(|&len| usize::from(len) <= INLINE_TOPIC_LEN)?;
+        match window.first_chunk::<INLINE_TOPIC_LEN>() {
+            // Same start address: `window[..len]` is the very memory of `s`, so the invariant
+            // holds for the copied prefix.
+            Some(&bytes) if std::ptr::eq(window.as_ptr(), s.as_ptr()) => {
+                Some(InlineStr { len, bytes })
+            }
+            _ => {
+                let mut bytes = [0u8; INLINE_TOPIC_LEN];
+                bytes.get_mut(..s.len())?.copy_from_slice(s.as_bytes());
+                Some(InlineStr { len, bytes })
+            }
+        }
+    }
+
+    /// Replaces the string with `s` if it fits (`false` and unchanged if not).
+    #[inline]
+    fn set(&mut self, s: &str) -> bool {
+        let (Some(dst), Ok(len)) = (self.bytes.get_mut(..s.len()), u8::try_from(s.len())) else {
+            return false;
+        };
+        dst.copy_from_slice(s.as_bytes());
+        self.len = len;
+        true
+    }
+
+    #[inline]
+    fn as_str(&self) -> &str {
+        let bytes = self.bytes.get(..usize::from(self.len)).unwrap_or_default();
+        // SAFETY: `from_window` and `set`, the only code that writes `bytes` or `len`, copy a
+        // whole `&str` into `bytes[..len]` (`from_window` may read the same bytes from the
+        // memory that `&str` lives in); the placeholder's `len` is 0.
+        unsafe { std::str::from_utf8_unchecked(bytes) }
     }
 }
 
@@ -393,8 +478,37 @@ fn special_name_error(bytes: &[u8]) -> DecodeError {
 /// [MQTT-4.7.3-1..3], [MQTT-4.7.1-2] and [MQTT-4.7.1-3].
 fn validate_filter(s: &str) -> Result<(), DecodeError> {
     validate_len(s)?;
-    if TopicBytes::scan(s.as_bytes()).has_special() {
-        check_filter_levels(s.as_bytes())?;
+    let raw = TopicBytes::scan(s.as_bytes());
+    if raw.has_special() {
+        check_filter_wildcards(&raw, s.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// The filter rules for a filter that holds U+0000, `+` or `#`, looking only at its wildcards
+/// for the common valid filter (`sensors/+/floor/#`): every wildcard must be a whole level
+/// ([MQTT-4.7.1-3]) and `#` must be last ([MQTT-4.7.1-2]); a U+0000 is refused
+/// ([MQTT-4.7.3-2]). Which rule a bad filter breaks is left to [`check_filter_levels`].
+#[inline]
+fn check_filter_wildcards(raw: &TopicBytes<'_>, bytes: &[u8]) -> Result<(), DecodeError> {
+    if raw.has_nul() {
+        return check_filter_levels(bytes);
+    }
+    for at in memchr::memchr2_iter(b'+', b'#', bytes) {
+        let starts_level = match at.checked_sub(1) {
+            Some(before) => bytes.get(before) == Some(&b'/'),
+            None => true,
+        };
+        let fine = starts_level
+            && match bytes.get(at + 1) {
+                None => true,
+                // `#` must be last, `+` must end its level.
+                Some(&b'/') => bytes.get(at) == Some(&b'+'),
+                Some(_) => false,
+            };
+        if !fine {
+            return check_filter_levels(bytes);
+        }
     }
     Ok(())
 }
@@ -448,5 +562,84 @@ fn level_error(len: usize, plus: bool, hash: bool, last: bool) -> Option<DecodeE
         (false, true) if len == 1 && last => None,
         (_, true) => Some(DecodeError::MultiLevelWildcardNotLast),
         (true, false) => Some(DecodeError::SingleLevelWildcardNotAlone),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every string over `alphabet` of up to `max_len` bytes.
+    fn all_strings(alphabet: &[u8], max_len: usize) -> Vec<Vec<u8>> {
+        let mut all = vec![Vec::new()];
+        let mut last = vec![Vec::new()];
+        for _ in 0..max_len {
+            last = last
+                .iter()
+                .flat_map(|s| {
+                    alphabet.iter().map(move |&b| {
+                        let mut next = s.clone();
+                        next.push(b);
+                        next
+                    })
+                })
+                .collect();
+            all.extend(last.iter().cloned());
+        }
+        all
+    }
+
+    #[test]
+    fn the_wildcard_fast_path_agrees_with_the_level_by_level_rules() {
+        for bytes in all_strings(b"a/+#\0", 6) {
+            let raw = TopicBytes::scan(&bytes);
+            let expected = if raw.has_special() {
+                check_filter_levels(&bytes)
+            } else {
+                Ok(())
+            };
+            let fast = if raw.has_special() {
+                check_filter_wildcards(&raw, &bytes)
+            } else {
+                Ok(())
+            };
+            assert_eq!(fast, expected, "{:?}", String::from_utf8_lossy(&bytes));
+        }
+    }
+
+    #[test]
+    fn an_inline_copy_keeps_only_the_string_of_its_window() {
+        let buffer = b"a/b\x00\x01payload that follows the topic in the read buffer, long enough";
+        let name = std::str::from_utf8(&buffer[..3]).unwrap();
+        let topic = TopicName::inline_from_checked(name, buffer).unwrap();
+        assert_eq!(topic.as_str(), "a/b");
+        assert_eq!(topic, TopicName::new("a/b").unwrap());
+        // A window that is not where the string lives is not copied from.
+        let elsewhere = [b'x'; 64];
+        let topic = TopicName::inline_from_checked(name, &elsewhere).unwrap();
+        assert_eq!(topic.as_str(), "a/b");
+        let long = "l".repeat(INLINE_TOPIC_LEN + 1);
+        assert_eq!(TopicName::inline_from_checked(&long, long.as_bytes()), None);
+        let longest = "l".repeat(INLINE_TOPIC_LEN);
+        let topic = TopicName::inline_from_checked(&longest, longest.as_bytes()).unwrap();
+        assert_eq!(topic.as_str(), longest);
+    }
+
+    #[test]
+    fn a_filter_decoded_in_place_replaces_the_placeholder_or_leaves_it_on_error() {
+        let mut slot = TopicFilter::placeholder();
+        let mut body = Cursor::new(b"\x00\x05a/+/#\x00\x02a#");
+        TopicFilter::decode_in_place(&mut body, &mut slot).unwrap();
+        assert_eq!(slot.as_str(), "a/+/#");
+        assert_eq!(
+            TopicFilter::decode_in_place(&mut body, &mut slot),
+            Err(DecodeError::MultiLevelWildcardNotLast)
+        );
+        assert_eq!(slot.as_str(), "a/+/#");
+        let long = "f".repeat(INLINE_TOPIC_LEN + 10);
+        let mut field = (long.len() as u16).to_be_bytes().to_vec();
+        field.extend_from_slice(long.as_bytes());
+        TopicFilter::decode_in_place(&mut Cursor::new(&field), &mut slot).unwrap();
+        assert_eq!(slot.as_str(), long);
     }
 }

@@ -4,6 +4,8 @@
 //! Reading works over a frozen packet body ([`Reader`]): strings and binaries become slices of
 //! that body, so nothing is copied. Nothing here knows about packets or does IO.
 
+use std::mem::MaybeUninit;
+
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use bytestring::ByteString;
 
@@ -62,6 +64,122 @@ pub(crate) fn write_fixed_header(
     put_fixed_header(&mut header, first_byte, remaining)?;
     out.extend_from_slice(header.as_slice());
     Ok(())
+}
+
+/// A fixed header (the first byte and the minimal encoding of `remaining`) followed by `next`
+/// as a big-endian `u16`, packed into the bytes of a little-endian word, with how many of
+/// them are used (3..=7): appended with [`put_prefix`], it is one store instead of several.
+#[inline]
+pub(crate) fn header_word(
+    first_byte: u8,
+    remaining: usize,
+    next: u16,
+) -> Result<([u8; 8], usize), EncodeError> {
+    if remaining > MAX_REMAINING_LENGTH {
+        return Err(EncodeError::PacketTooLarge(remaining));
+    }
+    let mut word = u64::from(first_byte);
+    let mut shift = 8;
+    let mut value = remaining;
+    loop {
+        let mut byte = (value & 0x7f) as u64;
+        value >>= 7;
+        if value > 0 {
+            byte |= 0x80;
+        }
+        word |= byte << shift;
+        shift += 8;
+        if value == 0 {
+            break;
+        }
+    }
+    // At most four length bytes (checked above), so `shift` is at most 40 and both bytes fit.
+    let [hi, lo] = next.to_be_bytes();
+    word |= u64::from(hi) << shift | u64::from(lo) << (shift + 8);
+    Ok((word.to_le_bytes(), shift / 8 + 2))
+}
+
+/// Appends the first `len` bytes of `block` by copying the whole block and cutting the buffer
+/// back: a copy of a size known when compiling (a few moves) instead of a call to copy `len`
+/// bytes. The caller reserves room for the whole block, so this never reallocates.
+#[inline]
+pub(crate) fn put_prefix<const N: usize>(out: &mut BytesMut, block: &[u8; N], len: usize) {
+    let end = out.len() + len.min(N);
+    out.extend_from_slice(block);
+    out.truncate(end);
+}
+
+/// Appends what `fill` writes into a [`Spare`] view of `out`'s spare capacity, after reserving
+/// `reserve` bytes: no capacity check or length update per field, one update at the end.
+/// Returns `false`, with nothing appended, if `fill` wrote past the reservation.
+#[inline]
+pub(crate) fn append_with(
+    out: &mut BytesMut,
+    reserve: usize,
+    fill: impl FnOnce(&mut Spare<'_>),
+) -> bool {
+    out.reserve(reserve);
+    let mut spare = Spare {
+        buf: out.spare_capacity_mut(),
+        filled: 0,
+        fits: true,
+    };
+    fill(&mut spare);
+    let Spare { filled, fits, .. } = spare;
+    if !fits {
+        return false;
+    }
+    // SAFETY: every `Spare` method writes the bytes from `filled` to the new `filled` (and
+    // possibly more) before moving `filled` past them, and none moves it when a write does not
+    // fit, so `spare_capacity_mut()[..filled]` is initialized.
+    unsafe { out.set_len(out.len() + filled) };
+    true
+}
+
+/// A cursor writing into a buffer's spare capacity; see [`append_with`].
+pub(crate) struct Spare<'a> {
+    buf: &'a mut [MaybeUninit<u8>],
+    filled: usize,
+    fits: bool,
+}
+
+impl Spare<'_> {
+    /// Writes `bytes`.
+    #[inline]
+    pub(crate) fn put(&mut self, bytes: &[u8]) {
+        match self.buf.get_mut(self.filled..self.filled + bytes.len()) {
+            Some(dst) => {
+                copy_to_uninit(bytes, dst);
+                self.filled += bytes.len();
+            }
+            None => self.fits = false,
+        }
+    }
+
+    /// Writes the first `len` bytes of `block` by writing all of it and moving past `len`: a
+    /// copy of a size known when compiling instead of a call to copy `len` bytes.
+    #[inline]
+    pub(crate) fn put_prefix<const N: usize>(&mut self, block: &[u8; N], len: usize) {
+        match self.buf.get_mut(self.filled..self.filled + N) {
+            Some(dst) => {
+                copy_to_uninit(block, dst);
+                self.filled += len.min(N);
+            }
+            None => self.fits = false,
+        }
+    }
+}
+
+/// Copies `src` into the start of `dst` (all of it if `dst` is long enough, else as much as
+/// fits). A loop writing `MaybeUninit`s one by one is compiled to byte-by-byte stores; this is
+/// one `memcpy` (or a few moves when the length is known when compiling).
+#[inline(always)]
+fn copy_to_uninit(src: &[u8], dst: &mut [MaybeUninit<u8>]) {
+    let len = src.len().min(dst.len());
+    // SAFETY: both pointers are valid for `len` bytes (`len` is at most either length), and
+    // they cannot overlap: `dst` is borrowed mutably while `src` is borrowed. `MaybeUninit<u8>`
+    // has the layout of `u8`, and writing initialized bytes into it is always allowed.
+    unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst.as_mut_ptr().cast::<u8>(), len) };
 }
 
 /// Puts a fixed header into `header`; `false` only if it does not fit.
@@ -208,6 +326,12 @@ impl Reader {
         self.body.get(..len).ok_or(DecodeError::Truncated)
     }
 
+    /// Everything not read yet, without consuming it.
+    #[inline]
+    pub(crate) fn rest(&self) -> &[u8] {
+        &self.body
+    }
+
     /// Consumes the next `len` bytes as a slice of the body.
     #[inline]
     pub(crate) fn take(&mut self, len: usize) -> Result<Bytes, DecodeError> {
@@ -256,6 +380,7 @@ impl Reader {
 pub(crate) struct TopicBytes<'a> {
     bytes: &'a [u8],
     special: bool,
+    nul: bool,
     ascii: bool,
 }
 
@@ -268,31 +393,42 @@ impl<'a> TopicBytes<'a> {
         // Exact for "is any byte of `v` zero" (it may misplace which one, never whether).
         let zero_byte = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
         let word_flags = |v: u64| {
-            let special = zero_byte(v)
-                | zero_byte(v ^ (ONES * u64::from(b'+')))
-                | zero_byte(v ^ (ONES * u64::from(b'#')));
-            (special, v & HIGH)
+            let nul = zero_byte(v);
+            let wildcard =
+                zero_byte(v ^ (ONES * u64::from(b'+'))) | zero_byte(v ^ (ONES * u64::from(b'#')));
+            (nul, wildcard, v & HIGH)
         };
-        let (mut special, mut high) = (0u64, 0u64);
+        let (mut nul, mut wildcard, mut high) = (0u64, 0u64, 0u64);
         let mut words = bytes.chunks_exact(8);
         for word in &mut words {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(word);
-            let (s, h) = word_flags(u64::from_ne_bytes(w));
-            special |= s;
+            let (n, w, h) = word_flags(load_word(word));
+            nul |= n;
+            wildcard |= w;
             high |= h;
         }
-        // The tail, padded with a byte that is ASCII and not special.
+        // The last bytes: an overlapping load of the last eight bytes when there are that many,
+        // else the bytes assembled in a register, padded with a byte that is ASCII and not
+        // special. (Copying the tail into a stack array and loading it as a word stalls on store
+        // forwarding, which cost more than the rest of the scan.)
         let tail = words.remainder();
-        let mut w = [b'a'; 8];
-        if let Some(dst) = w.get_mut(..tail.len()) {
-            dst.copy_from_slice(tail);
+        if !tail.is_empty() {
+            let last = match bytes.len().checked_sub(8).and_then(|at| bytes.get(at..)) {
+                Some(last) => load_word(last),
+                None => tail
+                    .iter()
+                    .rev()
+                    .fold(u64::from_le_bytes([b'a'; 8]), |w, &b| w << 8 | u64::from(b)),
+            };
+            let (n, w, h) = word_flags(last);
+            nul |= n;
+            wildcard |= w;
+            high |= h;
         }
-        let (s, h) = word_flags(u64::from_ne_bytes(w));
         TopicBytes {
             bytes,
-            special: special | s != 0,
-            ascii: high | h == 0,
+            special: nul | wildcard != 0,
+            nul: nul != 0,
+            ascii: high == 0,
         }
     }
 
@@ -300,6 +436,12 @@ impl<'a> TopicBytes<'a> {
     #[inline]
     pub(crate) fn has_special(&self) -> bool {
         self.special
+    }
+
+    /// Whether some byte is U+0000.
+    #[inline]
+    pub(crate) fn has_nul(&self) -> bool {
+        self.nul
     }
 
     /// The bytes as a `&str`, or [`DecodeError::InvalidUtf8`] ([MQTT-1.5.3-1]).
@@ -311,6 +453,15 @@ impl<'a> TopicBytes<'a> {
             return Ok(unsafe { std::str::from_utf8_unchecked(self.bytes) });
         }
         std::str::from_utf8(self.bytes).map_err(|_| DecodeError::InvalidUtf8)
+    }
+}
+
+/// The first eight bytes of `bytes` as a little-endian word (zero bytes where there are fewer).
+#[inline(always)]
+fn load_word(bytes: &[u8]) -> u64 {
+    match bytes.first_chunk::<8>() {
+        Some(word) => u64::from_le_bytes(*word),
+        None => 0,
     }
 }
 
@@ -360,14 +511,28 @@ impl<'a> Cursor<'a> {
         PacketId::new(self.u16()?).ok_or(DecodeError::ZeroPacketId)
     }
 
+    /// How many `u16`-prefixed fields, each followed by `gap` more bytes, the rest of the body
+    /// holds (a last field cut short counts too), so a list of them is allocated once.
+    #[inline]
+    pub(crate) fn count_fields(&self, gap: usize) -> usize {
+        let mut body = self.body;
+        let mut count = 0;
+        while let [hi, lo, rest @ ..] = body {
+            let len = usize::from(u16::from_be_bytes([*hi, *lo]));
+            body = rest.get(len + gap..).unwrap_or_default();
+            count += 1;
+        }
+        count
+    }
+
     /// Reads a `u16`-prefixed field as a slice of the body.
     #[inline]
     pub(crate) fn binary(&mut self) -> Result<&'a [u8], DecodeError> {
         let len = usize::from(self.u16()?);
-        if self.body.len() < len {
-            return Err(DecodeError::Truncated);
-        }
-        let (field, rest) = self.body.split_at(len);
+        let (field, rest) = self
+            .body
+            .split_at_checked(len)
+            .ok_or(DecodeError::Truncated)?;
         self.body = rest;
         Ok(field)
     }
@@ -416,6 +581,45 @@ mod tests {
     }
 
     #[test]
+    fn the_header_word_holds_the_fixed_header_then_the_next_u16() {
+        for remaining in [
+            0,
+            127,
+            128,
+            16_383,
+            16_384,
+            2_097_151,
+            2_097_152,
+            268_435_455,
+        ] {
+            let mut expected = BytesMut::new();
+            write_fixed_header(&mut expected, 0x32, remaining).unwrap();
+            expected.put_u16(0xabcd);
+            let (word, len) = header_word(0x32, remaining, 0xabcd).unwrap();
+            assert_eq!(&word[..len], &expected[..], "remaining length {remaining}");
+        }
+        assert_eq!(
+            header_word(0x30, MAX_REMAINING_LENGTH + 1, 0),
+            Err(EncodeError::PacketTooLarge(MAX_REMAINING_LENGTH + 1))
+        );
+    }
+
+    #[test]
+    fn append_with_writes_prefixes_and_fields_in_order() {
+        let mut out = BytesMut::from(&b"before"[..]);
+        let block = *b"topic and what follows it";
+        assert!(append_with(&mut out, 64, |spare| {
+            spare.put_prefix(&block, 5);
+            spare.put(b"/payload");
+        }));
+        assert_eq!(&out[..], b"beforetopic/payload");
+        // A write past the reservation appends nothing.
+        let mut out = BytesMut::new();
+        assert!(!append_with(&mut out, 0, |spare| spare.put(&[1; 4096])));
+        assert!(out.is_empty());
+    }
+
+    #[test]
     fn remaining_length_over_the_maximum_is_refused_by_the_encoder() {
         let mut out = BytesMut::new();
         assert_eq!(
@@ -460,12 +664,15 @@ mod tests {
         for len in 0..40 {
             let clean = vec![b'x'; len];
             let scan = TopicBytes::scan(&clean);
-            assert!(!scan.has_special() && scan.to_str() == Ok(clean_str(&clean)));
+            assert!(!scan.has_special() && !scan.has_nul());
+            assert_eq!(scan.to_str(), Ok(clean_str(&clean)));
             for at in 0..len {
                 for special in [0, b'+', b'#'] {
                     let mut bytes = clean.clone();
                     bytes[at] = special;
-                    assert!(TopicBytes::scan(&bytes).has_special(), "{bytes:?}");
+                    let scan = TopicBytes::scan(&bytes);
+                    assert!(scan.has_special(), "{bytes:?}");
+                    assert_eq!(scan.has_nul(), special == 0, "{bytes:?}");
                 }
                 // A lone non-ASCII byte is not UTF-8; a whole character is.
                 let mut bytes = clean.clone();

@@ -32,6 +32,7 @@ impl ConnAck {
         Ok(())
     }
 
+    #[inline]
     pub(crate) fn decode(body: &mut Cursor<'_>) -> Result<ConnAck, DecodeError> {
         let flags = body.u8()?;
         let code = body.u8()?;

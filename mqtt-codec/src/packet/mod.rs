@@ -324,30 +324,77 @@ impl Decoder {
             }
             _ => {}
         }
-        if packet_type == kind::CONNECT {
-            // CONNECT's will payload and password are `Bytes` sharing the frame.
-            let mut frame = buf.split_to(size);
-            frame.advance(header_len);
-            let mut body = Reader::new(frame.freeze());
-            let connect = Connect::decode(&mut body)?;
-            body.finish()?;
-            return Ok(Some(Packet::Connect(Box::new(connect))));
-        }
-        // The other packets copy every field out, so they are parsed in place: no split, no
-        // reference count. The packet is consumed whether or not its body is valid.
-        let mut body = Cursor::new(buf.get(header_len..size).unwrap_or_default());
-        let packet = match packet_type {
-            kind::CONNACK => ConnAck::decode(&mut body).map(Packet::ConnAck),
-            kind::SUBSCRIBE => Subscribe::decode(&mut body).map(Packet::Subscribe),
-            kind::SUBACK => SubAck::decode(&mut body).map(Packet::SubAck),
-            kind::UNSUBSCRIBE => Unsubscribe::decode(&mut body).map(Packet::Unsubscribe),
-            // check_fixed_header_flags refused every other type.
-            other => Err(DecodeError::ReservedPacketType(other)),
-        }
-        .and_then(|packet| body.finish().map(|()| packet));
-        buf.advance(size);
-        packet.map(Some)
+        decode_rare(packet_type, buf, header_len, size)
     }
+}
+
+/// Decodes the complete CONNECT, CONNACK, SUBSCRIBE, SUBACK or UNSUBSCRIBE at the front of
+/// `buf` and consumes it, also on error.
+///
+/// Out of line, so the hot path of [`Decoder::decode`] stays small, and returning the decoder's
+/// own result type, so the packet is built where the caller wants it instead of being moved
+/// from one wrapper to the next (each move of a value just written reads it back from memory
+/// in pieces that may straddle the writes, and waits for them).
+#[inline(never)]
+fn decode_rare(
+    packet_type: u8,
+    buf: &mut BytesMut,
+    header_len: usize,
+    size: usize,
+) -> Result<Option<Packet>, DecodeError> {
+    if packet_type == kind::CONNECT {
+        // CONNECT's will payload and password are `Bytes` sharing the frame.
+        let mut frame = buf.split_to(size);
+        frame.advance(header_len);
+        let mut body = Reader::new(frame.freeze());
+        let connect = Connect::decode(&mut body)?;
+        body.finish()?;
+        return Ok(Some(Packet::Connect(Box::new(connect))));
+    }
+    // The other packets copy every field out, so they are parsed in place: no split, no
+    // reference count. The packet is consumed whether or not its body is valid. Each arm
+    // consumes it before wrapping the fields it read into the packet.
+    let body = buf.get(header_len..size).unwrap_or_default();
+    let packet = match packet_type {
+        kind::CONNACK => {
+            let connack = decode_whole(body, ConnAck::decode);
+            buf.advance(size);
+            Packet::ConnAck(connack?)
+        }
+        kind::SUBSCRIBE => {
+            let subscribe = decode_whole(body, Subscribe::decode);
+            buf.advance(size);
+            Packet::Subscribe(subscribe?)
+        }
+        kind::SUBACK => {
+            let suback = decode_whole(body, SubAck::decode);
+            buf.advance(size);
+            Packet::SubAck(suback?)
+        }
+        kind::UNSUBSCRIBE => {
+            let unsubscribe = decode_whole(body, Unsubscribe::decode);
+            buf.advance(size);
+            Packet::Unsubscribe(unsubscribe?)
+        }
+        // check_fixed_header_flags refused every other type.
+        other => {
+            buf.advance(size);
+            return Err(DecodeError::ReservedPacketType(other));
+        }
+    };
+    Ok(Some(packet))
+}
+
+/// Decodes a whole packet `body` with `decode`: bytes left over are an error.
+#[inline]
+fn decode_whole<T>(
+    body: &[u8],
+    decode: impl FnOnce(&mut Cursor<'_>) -> Result<T, DecodeError>,
+) -> Result<T, DecodeError> {
+    let mut body = Cursor::new(body);
+    let fields = decode(&mut body)?;
+    body.finish()?;
+    Ok(fields)
 }
 
 /// Checks the packet type and the reserved flag bits of the first byte ([MQTT-2.2.2-1]).

@@ -14,7 +14,7 @@ use crate::error::{DecodeError, EncodeError};
 use crate::outbuf::OutBuf;
 use crate::topic::{checked_name_str, TopicName, INLINE_TOPIC_LEN};
 use crate::types::{PacketId, QosPid};
-use crate::wire::{self, Reader, StackBuf};
+use crate::wire::{self, Reader};
 
 /// PUBLISH: an application message.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,10 +55,51 @@ impl Publish {
         1 + wire::remaining_length_len(remaining) + remaining
     }
 
+    #[inline]
     pub(crate) fn encode(&self, out: &mut BytesMut) -> Result<(), EncodeError> {
-        self.write_header(out, self.payload.len())?;
-        out.extend_from_slice(&self.payload);
+        let (head, head_len) = self.head()?;
+        let topic = self.topic.as_str();
+        let packet_id = self.qos_pid.packet_id();
+        let id_len = if packet_id.is_some() { 2 } else { 0 };
+        // Room for the whole blocks that `put_prefix` writes before moving past their prefix.
+        let room = head.len() + topic.len().max(INLINE_TOPIC_LEN) + id_len + self.payload.len();
+        let written = wire::append_with(out, room, |spare| {
+            spare.put_prefix(&head, head_len);
+            match self.topic.inline_block() {
+                Some(block) => spare.put_prefix(block, topic.len()),
+                None => spare.put(topic.as_bytes()),
+            }
+            if let Some(id) = packet_id {
+                spare.put(&id.get().to_be_bytes());
+            }
+            spare.put(&self.payload);
+        });
+        if !written {
+            // Not reachable (`append_with` reserved `room`), but writing field by field is
+            // always right.
+            self.write_header(out, self.payload.len())?;
+            out.extend_from_slice(&self.payload);
+        }
         Ok(())
+    }
+
+    /// Checks what the encoder refuses and packs the fixed header and the topic length into a
+    /// word (see [`wire::header_word`]).
+    #[inline]
+    fn head(&self) -> Result<([u8; 8], usize), EncodeError> {
+        // [MQTT-3.3.1-2] a decoder refuses DUP on QoS 0, so the encoder does too.
+        if self.dup && self.qos_pid == QosPid::AtMostOnce {
+            return Err(EncodeError::DupWithQoS0);
+        }
+        let flags =
+            u8::from(self.dup) << 3 | self.qos_pid.qos().as_u8() << 1 | u8::from(self.retain);
+        // A `TopicName` is at most 65,535 bytes, so its length fits the u16.
+        let topic_len = self.topic.as_str().len();
+        wire::header_word(
+            kind::PUBLISH << 4 | flags,
+            self.remaining_len(),
+            topic_len as u16,
+        )
     }
 
     pub(crate) fn remaining_len(&self) -> usize {
@@ -73,32 +114,19 @@ impl Publish {
     /// Writes everything but the payload, reserving room for `extra` more bytes after it.
     #[inline]
     fn write_header(&self, out: &mut BytesMut, extra: usize) -> Result<(), EncodeError> {
-        // [MQTT-3.3.1-2] a decoder refuses DUP on QoS 0, so the encoder does too.
-        if self.dup && self.qos_pid == QosPid::AtMostOnce {
-            return Err(EncodeError::DupWithQoS0);
+        let (head, head_len) = self.head()?;
+        let topic = self.topic.as_str();
+        let packet_id = self.qos_pid.packet_id();
+        let id_len = if packet_id.is_some() { 2 } else { 0 };
+        // One reservation for everything, with room for the whole blocks that `put_prefix`
+        // copies before cutting them back.
+        out.reserve(head.len() + topic.len().max(INLINE_TOPIC_LEN) + id_len + extra);
+        wire::put_prefix(out, &head, head_len);
+        match self.topic.inline_block() {
+            Some(block) => wire::put_prefix(out, block, topic.len()),
+            None => out.extend_from_slice(topic.as_bytes()),
         }
-        let remaining = self.remaining_len();
-        let flags =
-            u8::from(self.dup) << 3 | self.qos_pid.qos().as_u8() << 1 | u8::from(self.retain);
-        let header_len = 1 + wire::remaining_length_len(remaining) + remaining - self.payload.len();
-        let topic = self.topic.as_str().as_bytes();
-        // Fixed header, topic and packet id in one copy when the topic is short.
-        let mut head = StackBuf::<{ 5 + 2 + INLINE_TOPIC_LEN + 2 }>::new();
-        let fits = wire::put_fixed_header(&mut head, kind::PUBLISH << 4 | flags, remaining)?
-            && head.put(&(topic.len() as u16).to_be_bytes())
-            && head.put(topic)
-            && match self.qos_pid.packet_id() {
-                Some(id) => head.put(&id.get().to_be_bytes()),
-                None => true,
-            };
-        out.reserve(header_len + extra);
-        if fits {
-            out.extend_from_slice(head.as_slice());
-            return Ok(());
-        }
-        wire::write_fixed_header(out, kind::PUBLISH << 4 | flags, remaining)?;
-        wire::put_valid_string(out, self.topic.as_str());
-        if let Some(id) = self.qos_pid.packet_id() {
+        if let Some(id) = packet_id {
             out.put_u16(id.get());
         }
         Ok(())
@@ -117,24 +145,29 @@ impl Publish {
         header_len: usize,
         size: usize,
     ) -> Result<Publish, DecodeError> {
-        let parsed = parse_fields(flags, buf.get(header_len..size).unwrap_or(&[]));
-        let (topic, qos_pid, fields_len) = match parsed {
+        let body = buf.get(header_len..size).unwrap_or_default();
+        let (name, qos_pid) = match parse_fields(flags, body) {
             Ok(fields) => fields,
             Err(e) => {
                 buf.advance(size.min(buf.len()));
                 return Err(e);
             }
         };
-        let topic = match topic {
+        let name_len = name.len();
+        let id_len = if qos_pid.packet_id().is_some() { 2 } else { 0 };
+        // `parse_fields` checked that the fields fit in the body, so none of this overflows.
+        let fields_len = 2 + name_len + id_len;
+        // The topic is copied before the buffer is touched: splitting the payload off below
+        // takes a locked instruction, which lets the copy reach the cache before the topic is
+        // moved into the packet (a move straight after the copy waits for it).
+        let inline = TopicName::inline_from_checked(name, body.get(2..).unwrap_or_default());
+        let topic = match inline {
             Some(topic) => {
                 buf.advance(header_len + fields_len);
                 topic
             }
             None => {
-                // A long topic: share it with the read buffer. `parse_fields` checked that
-                // `fields_len` bytes follow the fixed header, so none of this underflows.
-                let id_len = if qos_pid.packet_id().is_some() { 2 } else { 0 };
-                let name_len = fields_len - 2 - id_len;
+                // A long topic: share it with the read buffer.
                 buf.advance(header_len + 2);
                 let Ok(name) = ByteString::try_from(buf.split_to(name_len).freeze()) else {
                     buf.advance(size - header_len - 2 - name_len);
@@ -155,10 +188,10 @@ impl Publish {
     }
 }
 
-/// Parses and checks the variable header of a PUBLISH `body`: the topic name (returned when it
-/// is short enough to be stored inline), the QoS with its packet id, and the length of both.
+/// Parses and checks the variable header of a PUBLISH `body`: the topic name, and the QoS with
+/// its packet id.
 #[inline]
-fn parse_fields(flags: u8, body: &[u8]) -> Result<(Option<TopicName>, QosPid, usize), DecodeError> {
+fn parse_fields(flags: u8, body: &[u8]) -> Result<(&str, QosPid), DecodeError> {
     let qos = (flags >> 1) & 0b11;
     // [MQTT-3.3.1-2]
     if flags & 0b1000 != 0 && qos == 0 {
@@ -168,12 +201,10 @@ fn parse_fields(flags: u8, body: &[u8]) -> Result<(Option<TopicName>, QosPid, us
         return Err(DecodeError::Truncated);
     };
     let len = usize::from(u16::from_be_bytes([*hi, *lo]));
-    let raw = rest.get(..len).ok_or(DecodeError::Truncated)?;
-    // A name too long to be stored inline comes back as `None`, to be shared by the caller.
-    let topic = TopicName::inline_from_checked(checked_name_str(raw)?);
-    let after_topic = rest.get(len..).unwrap_or(&[]);
-    let (qos_pid, id_len) = match qos {
-        0 => (QosPid::AtMostOnce, 0),
+    let (raw, after_topic) = rest.split_at_checked(len).ok_or(DecodeError::Truncated)?;
+    let name = checked_name_str(raw)?;
+    let qos_pid = match qos {
+        0 => QosPid::AtMostOnce,
         _ => {
             let [hi, lo, ..] = *after_topic else {
                 return Err(DecodeError::Truncated);
@@ -181,13 +212,13 @@ fn parse_fields(flags: u8, body: &[u8]) -> Result<(Option<TopicName>, QosPid, us
             let id =
                 PacketId::new(u16::from_be_bytes([hi, lo])).ok_or(DecodeError::ZeroPacketId)?;
             match qos {
-                1 => (QosPid::AtLeastOnce(id), 2),
-                2 => (QosPid::ExactlyOnce(id), 2),
+                1 => QosPid::AtLeastOnce(id),
+                2 => QosPid::ExactlyOnce(id),
                 _ => return Err(DecodeError::InvalidQoS),
             }
         }
     };
-    Ok((topic, qos_pid, 2 + len + id_len))
+    Ok((name, qos_pid))
 }
 
 /// Reads a topic name, checking every rule in one pass over its bytes: non-empty
@@ -197,7 +228,8 @@ fn parse_fields(flags: u8, body: &[u8]) -> Result<(Option<TopicName>, QosPid, us
 #[inline]
 pub(crate) fn decode_topic_name(body: &mut Reader) -> Result<TopicName, DecodeError> {
     let len = usize::from(body.u16()?);
-    if let Some(topic) = TopicName::inline_from_checked(checked_name_str(body.peek(len)?)?) {
+    let name = checked_name_str(body.peek(len)?)?;
+    if let Some(topic) = TopicName::inline_from_checked(name, body.rest()) {
         body.skip(len);
         return Ok(topic);
     }

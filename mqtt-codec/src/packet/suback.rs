@@ -62,6 +62,7 @@ impl SubAck {
         Ok(())
     }
 
+    #[inline]
     pub(crate) fn decode(body: &mut Cursor<'_>) -> Result<SubAck, DecodeError> {
         let packet_id = body.packet_id()?;
         let mut return_codes = Vec::with_capacity(body.remaining());

@@ -43,20 +43,25 @@ impl Subscribe {
         Ok(())
     }
 
+    #[inline]
     pub(crate) fn decode(body: &mut Cursor<'_>) -> Result<Subscribe, DecodeError> {
         let packet_id = body.packet_id()?;
-        let mut filters = Vec::new();
+        let mut filters = Vec::with_capacity(body.count_fields(1));
         while body.remaining() > 0 {
+            // Decoded in place: see `TopicFilter::decode_in_place`.
+            filters.push((TopicFilter::placeholder(), QoS::AtMostOnce));
+            let Some((filter, qos)) = filters.last_mut() else {
+                break;
+            };
             // [MQTT-3.8.3-1] [MQTT-4.7.1-2] [MQTT-4.7.1-3] [MQTT-4.7.3-1]
-            let filter = TopicFilter::decode(body)?;
+            TopicFilter::decode_in_place(body, filter)?;
             let requested = body.u8()?;
             // [MQTT-3.8.3-4] the upper six bits are reserved and QoS 3 is malformed.
-            let qos = match requested {
+            *qos = match requested {
                 0..=2 => QoS::from_u8(requested),
                 _ => None,
             }
             .ok_or(DecodeError::InvalidSubscribeQoS(requested))?;
-            filters.push((filter, qos));
         }
         // [MQTT-3.8.3-3]
         if filters.is_empty() {

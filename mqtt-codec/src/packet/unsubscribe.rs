@@ -42,12 +42,17 @@ impl Unsubscribe {
         Ok(())
     }
 
+    #[inline]
     pub(crate) fn decode(body: &mut Cursor<'_>) -> Result<Unsubscribe, DecodeError> {
         let packet_id = body.packet_id()?;
-        let mut filters = Vec::new();
+        let mut filters = Vec::with_capacity(body.count_fields(0));
         while body.remaining() > 0 {
-            // [MQTT-3.10.3-1]
-            filters.push(TopicFilter::decode(body)?);
+            // [MQTT-3.10.3-1] Decoded in place: see `TopicFilter::decode_in_place`.
+            filters.push(TopicFilter::placeholder());
+            let Some(filter) = filters.last_mut() else {
+                break;
+            };
+            TopicFilter::decode_in_place(body, filter)?;
         }
         // [MQTT-3.10.3-2]
         if filters.is_empty() {
